@@ -1,0 +1,165 @@
+"""The canonical dataset format, its validation, and loading from files or the HF hub.
+
+One JSON object per line:
+
+    {"id": str, "text": str, "entity_types": [str], "relation_types": [str],
+     "graph": {"entities": [{"text", "type"}], "relations": [{"head", "tail", "type"}]}}
+
+Optional fields: "reasoning" (a trace for the `<think>` block in SFT targets) and
+"type_descriptions" ({type: short description}, rendered into the prompt).
+
+Errors name the file, the line and the field, and say what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from t2g.io import write_jsonl_atomic
+from t2g.schema import DUPLICATE_ENTITY, DUPLICATE_RELATION, Graph, SchemaError, validate_graph
+
+
+class DataError(ValueError):
+    """A dataset file or row is not usable; the message says where and what to do."""
+
+
+@dataclass
+class Example:
+    id: str
+    text: str
+    entity_types: list[str]
+    relation_types: list[str]
+    graph: Graph
+    reasoning: str | None = None
+    type_descriptions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        row: dict[str, Any] = {
+            "id": self.id,
+            "text": self.text,
+            "entity_types": list(self.entity_types),
+            "relation_types": list(self.relation_types),
+            "graph": self.graph.to_dict(),
+        }
+        if self.reasoning is not None:
+            row["reasoning"] = self.reasoning
+        if self.type_descriptions:
+            row["type_descriptions"] = dict(self.type_descriptions)
+        return row
+
+    @classmethod
+    def from_dict(cls, row: Any, where: str = "row") -> "Example":
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+
+        def need(name: str, kind: type) -> Any:
+            if name not in row:
+                raise DataError(f"{where}: missing field '{name}' (canonical rows need id, text, entity_types, relation_types, graph)")
+            value = row[name]
+            if not isinstance(value, kind):
+                raise DataError(f"{where}: field '{name}' must be a {kind.__name__}, got {type(value).__name__}")
+            return value
+
+        ex_id = row.get("id")
+        if isinstance(ex_id, int) and not isinstance(ex_id, bool):
+            ex_id = str(ex_id)
+        if not isinstance(ex_id, str) or not ex_id:
+            raise DataError(f"{where}: field 'id' must be a non-empty string")
+        text = need("text", str)
+        if not text.strip():
+            raise DataError(f"{where}: field 'text' is empty")
+        types = {}
+        for name in ("entity_types", "relation_types"):
+            values = need(name, list)
+            bad = [v for v in values if not isinstance(v, str) or not v.strip()]
+            if bad:
+                raise DataError(f"{where}: field '{name}' must hold non-empty strings, found {bad[0]!r}")
+            types[name] = values
+        try:
+            graph = Graph.from_dict(need("graph", dict), "graph")
+        except SchemaError as exc:
+            raise DataError(f"{where}: field {exc}") from None
+        reasoning = row.get("reasoning")
+        if reasoning is not None and not isinstance(reasoning, str):
+            raise DataError(f"{where}: field 'reasoning' must be a string or absent")
+        descriptions = row.get("type_descriptions") or {}
+        if not isinstance(descriptions, dict) or not all(isinstance(v, str) for v in descriptions.values()):
+            raise DataError(f"{where}: field 'type_descriptions' must map type names to strings")
+        return cls(ex_id, text, types["entity_types"], types["relation_types"], graph, reasoning, descriptions)
+
+    def violations(self):
+        """How the gold graph breaks the task contract (should be none for clean data)."""
+        return validate_graph(self.graph, self.text, self.entity_types, self.relation_types)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Example]:
+    """Read canonical JSONL; the first bad line raises DataError naming file, line and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (give a canonical .jsonl, a SpERT .json, or a hub dataset name)")
+    examples: list[Example] = []
+    seen: dict[str, int] = {}
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); each line must be one JSON object") from None
+            ex = Example.from_dict(row, where)
+            if ex.id in seen:
+                raise DataError(f"{where}: duplicate id {ex.id!r} (first on line {seen[ex.id]}); ids must be unique")
+            seen[ex.id] = lineno
+            examples.append(ex)
+    return examples
+
+
+def write_jsonl(path: str | os.PathLike, examples: Iterable[Example]) -> int:
+    return write_jsonl_atomic(path, (ex.to_dict() for ex in examples))
+
+
+def check_grounded(examples: Sequence[Example], source: str) -> None:
+    """Raise DataError for the first gold graph with unknown types, ungrounded spans or dangling
+    relations. Repeated mentions are fine in gold data (CoNLL04 annotates each occurrence)."""
+    for ex in examples:
+        problems = [v for v in ex.violations() if v.kind not in (DUPLICATE_ENTITY, DUPLICATE_RELATION)]
+        if problems:
+            raise DataError(f"{source}: example {ex.id!r}: gold graph is invalid: {problems[0]}")
+
+
+EXAMPLES_RESOURCE = "examples.jsonl"
+
+
+def example_dataset_path() -> Path:
+    """The small multi-domain dataset shipped with the package (for demos, smoke runs and tests)."""
+    return Path(str(resources.files("t2g") / "examples" / EXAMPLES_RESOURCE))
+
+
+def load_examples(source: str | os.PathLike, format: str = "auto", split: str = "train", label_map: str = "auto") -> list[Example]:
+    """Load a dataset from any supported source into canonical examples.
+
+    source: a canonical `.jsonl`; a SpERT-style `.json` (CoNLL04, SciERC, ADE); an
+    open-r1-text2graph `.json`/`.jsonl` (`prompt`/`solution` rows); `examples` for the shipped
+    example data; or a HF hub dataset name (needs the network or a local HF cache).
+    """
+    from t2g import convert  # local import: convert depends on this module
+
+    source = str(source)
+    if source == "examples":
+        return read_jsonl(example_dataset_path())
+    path = Path(source)
+    if path.is_file():
+        fmt = format if format != "auto" else convert.sniff_format(path)
+        if fmt == "canonical":
+            return read_jsonl(path)
+        return convert.CONVERTERS[fmt](path, label_map=label_map)
+    if path.suffix in {".json", ".jsonl"} or os.sep in source or source.startswith("."):
+        raise DataError(f"{source}: no such file")
+    return convert.from_hub(source, split=split, format=format, label_map=label_map)
