@@ -14,6 +14,7 @@ because it runs on every GRPO completion.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ THINK_CLOSE = "</think>"
 EMPTY = "empty"  # nothing but whitespace (or an empty think block and nothing after it)
 UNCLOSED_THINK = "unclosed_think"  # <think> without </think>: the reasoning never ended
 NO_JSON = "no_json"  # no '{' in the answer
-TEXT_BEFORE_JSON = "text_before_json"  # prose before the JSON object
+TEXT_BEFORE_JSON = "text_before_json"  # prose before the JSON object (or before the think block)
 TRUNCATED = "truncated"  # the JSON stops mid-way (hit the length limit)
 INVALID_JSON = "invalid_json"  # malformed JSON (or nested too deep to decode)
 TRAILING_TEXT = "trailing_text"  # a JSON object followed by more text
@@ -78,14 +79,31 @@ def split_reasoning(text: str) -> tuple[str | None, str, str | None]:
     return text[open_at + len(THINK_OPEN):close_at], text[close_at + len(THINK_CLOSE):], None
 
 
+# An opening fence: three backticks and an optional info string ("json"); what follows may be a
+# line break (\n or \r\n) or, when the model wrote fence and JSON on one line, nothing or spaces.
+_FENCE_OPEN = re.compile(r"```[A-Za-z0-9_+-]*")
+# What may follow a JSON error position when the text merely stopped mid-token: the start of a
+# literal (`tr`, `nul`), a lone minus, a fraction or exponent without its digits (`1.`, `1e+`).
+_CUT_TOKEN = re.compile(r"-|[.eE][+-]?|t(?:r(?:u)?)?|f(?:a(?:l(?:s)?)?)?|n(?:u(?:l)?)?")
+
+
 def _strip_fence(answer: str) -> str:
     if answer.startswith("```"):
-        newline = answer.find("\n")
-        answer = answer[newline + 1:] if newline != -1 else ""
-        answer = answer.rstrip()
+        answer = answer[_FENCE_OPEN.match(answer).end():].strip()
         if answer.endswith("```"):
             answer = answer[:-3].rstrip()
     return answer
+
+
+def _is_cut(answer: str, exc: json.JSONDecodeError) -> bool:
+    """Did the JSON stop mid-way (truncation) rather than go wrong (an error inside the text)?"""
+    if exc.msg.startswith("Unterminated string"):
+        return True
+    rest = answer[exc.pos:]
+    if exc.msg.startswith("Invalid \\uXXXX escape"):
+        # exc.pos is at the "u"; cut when the hex digits run off the end (`\u12<end>`)
+        return len(rest) < 5 and all(c in "0123456789abcdefABCDEF" for c in rest[1:])
+    return rest == "" or _CUT_TOKEN.fullmatch(rest) is not None
 
 
 def parse_completion(completion: Any) -> ParseResult:
@@ -101,17 +119,21 @@ def _parse(text: str) -> ParseResult:
     if think_error:
         return ParseResult(None, think_error, "the reasoning block was never closed", reasoning)
     answer = _strip_fence(answer.strip())
+    # The contract allows nothing before the think block either (split_reasoning skips it).
+    open_at = text.find(THINK_OPEN)
+    before_think = len(text[:open_at].strip()) if open_at > 0 else 0
     if not answer:
+        if before_think:
+            return ParseResult(None, TEXT_BEFORE_JSON, f"{before_think} chars before the think block, none after it", reasoning)
         return ParseResult(None, EMPTY, "no answer after the reasoning" if reasoning is not None else "", reasoning)
-    start = answer.find("{")
+    # A top-level JSON array is a JSON value of the wrong shape, not prose before an object.
+    start = 0 if answer.startswith("[") else answer.find("{")
     if start == -1:
         return ParseResult(None, NO_JSON, "no JSON object in the answer", reasoning)
     try:
         value, end = _decoder.raw_decode(answer, start)
     except json.JSONDecodeError as exc:
-        # An unterminated string, or an error at the very end, means the text stopped mid-JSON.
-        cut = exc.pos >= len(answer) - 1 or exc.msg.startswith("Unterminated string")
-        reason = TRUNCATED if cut else INVALID_JSON
+        reason = TRUNCATED if _is_cut(answer, exc) else INVALID_JSON
         return ParseResult(None, reason, exc.msg + f" at char {exc.pos}", reasoning)
     except RecursionError:
         return ParseResult(None, INVALID_JSON, "JSON nested too deeply", reasoning)
@@ -119,6 +141,8 @@ def _parse(text: str) -> ParseResult:
         graph = Graph.from_dict(value)
     except SchemaError as exc:
         return ParseResult(None, WRONG_SHAPE, str(exc), reasoning, json_parsed=True)
+    if before_think:
+        return ParseResult(None, TEXT_BEFORE_JSON, f"{before_think} chars before the think block", reasoning, True, graph)
     if start > 0:
         return ParseResult(None, TEXT_BEFORE_JSON, f"{start} chars before the JSON", reasoning, True, graph)
     if end < len(answer):
