@@ -70,8 +70,13 @@ def build_messages(
 
 
 def render_target(graph: Graph, reasoning_trace: str | None = None) -> str:
-    """The assistant's ideal answer: optional think block, then the canonical JSON."""
+    """The assistant's ideal answer: optional think block, then the canonical JSON.
+
+    Raises ValueError when the trace holds a think tag: the target would not parse back.
+    """
     answer = graph.to_json()
     if reasoning_trace is None:
         return answer
+    if THINK_OPEN in reasoning_trace or THINK_CLOSE in reasoning_trace:
+        raise ValueError(f"a reasoning trace must not contain {THINK_OPEN} or {THINK_CLOSE}")
     return f"{THINK_OPEN}\n{reasoning_trace.strip()}\n{THINK_CLOSE}\n{answer}"

@@ -149,3 +149,41 @@ def test_chat_message_input(completion, expected):
 def test_non_text_input_is_empty_not_an_exception(completion):
     assert completion_text(completion) == ""
     assert parse_completion(completion).error == EMPTY
+
+
+# --- the prompt and the target it asks for -----------------------------------------------------
+
+from t2g.prompts import PROMPT_VERSION, build_messages, render_target  # noqa: E402
+
+
+def test_prompt_is_versioned_and_lists_the_given_types():
+    assert PROMPT_VERSION.startswith("t2g-prompt-v")
+    messages = build_messages("Tim Cook runs Apple.", ["person", "organization"], ["works for"])
+    assert [m["role"] for m in messages] == ["system", "user"]
+    user = messages[1]["content"]
+    assert "person, organization" in user and "works for" in user and "Tim Cook runs Apple." in user
+    assert "<think>" not in user
+    assert '{"entities": [], "relations": []}' in messages[0]["content"]  # the empty answer is spelled out
+    assert "(none)" in build_messages("x", [], [])[1]["content"]
+
+
+def test_prompt_descriptions_and_reasoning_mode():
+    messages = build_messages("t", ["person", "drug"], ["treats"], descriptions={"drug": "a medicine"}, reasoning=True)
+    user = messages[1]["content"]
+    assert "- drug: a medicine" in user and "- person\n" in user
+    assert "<think>" in user and "</think>" in user
+
+
+@pytest.mark.parametrize("trace", [None, "", "Tim Cook {runs} Apple; {\"entities\": []} is not it.", "multi\nline\n"])
+@pytest.mark.parametrize("graph", [GOOD_GRAPH, Graph(), Graph((Entity('Zoë "Z" \\ Ng', "per son"),))])
+def test_render_target_round_trips_through_the_parser(graph, trace):
+    result = parse_completion(render_target(graph, trace))
+    assert result.ok and result.graph == graph
+    assert (result.reasoning is None) == (trace is None)
+    if trace:
+        assert result.reasoning.strip() == trace.strip()
+
+
+def test_render_target_refuses_a_trace_with_think_tags():
+    with pytest.raises(ValueError):
+        render_target(GOOD_GRAPH, "then </think> appears")
