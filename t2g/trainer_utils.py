@@ -1,0 +1,95 @@
+"""What the SFT and GRPO stages share: trainer arguments, callbacks, and closing a stage."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+from transformers import TrainerCallback
+
+from t2g.io import write_json_atomic
+
+
+class SaveAtEnd(TrainerCallback):
+    """Checkpoint the final step too, so a run that stopped at max_steps can be resumed to more."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps and state.global_step >= state.max_steps:
+            control.should_save = True
+        return control
+
+
+def precision(cfg) -> dict[str, bool]:
+    """bf16/fp16 autocast on CUDA; on CPU plain fp32 unless --dtype asks otherwise (TRL defaults bf16=True
+    even on CPU, where it is emulated and slow without AMX/AVX512-BF16)."""
+    import torch
+
+    if cfg.dtype == "auto":
+        if not torch.cuda.is_available():
+            return {"bf16": False, "fp16": False}
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16}
+    return {"bf16": cfg.dtype == "bf16", "fp16": cfg.dtype == "fp16"}
+
+
+def common_args(cfg, run, stage: str) -> dict[str, Any]:
+    report = [r for r in cfg.report_to if r != "none"] or "none"
+    return dict(
+        output_dir=str(run.stage_dir(stage)),
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to=report,
+        run_name=f"{run.dir.name}-{stage}",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        optim=cfg.optim,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        dataloader_num_workers=0,
+        **precision(cfg),
+    )
+
+
+def resume_point(run, stage: str):
+    """The checkpoint to continue from (or None for a fresh start)."""
+    if not run.cfg.resume:
+        return None
+    ckpt = run.last_checkpoint(stage)
+    if ckpt is not None:
+        print(f"t2g: {stage}: resuming from {ckpt}", file=sys.stderr)
+    return str(ckpt) if ckpt else None
+
+
+def close_stage(session, stage: str, trainer, extra: dict | None = None) -> dict:
+    """Save the stage's adapter and log history, then mark it done (done.json is written last)."""
+    from t2g.models import save_adapter
+
+    run = session.run
+    history = trainer.state.log_history
+    write_json_atomic(run.stage_dir(stage) / "log_history.json", history)
+    save_adapter(session.loaded, run.adapter_dir(stage))
+    info = {"steps": trainer.state.global_step, "adapter": str(run.adapter_dir(stage))}
+    last = {k: v for row in history for k, v in row.items() if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}
+    for key in ("train_loss", "loss", "reward", "train_runtime"):
+        if key in last:
+            info[key] = float(last[key])
+    info.update(extra or {})
+    run.mark_done(stage, info)
+    return info
+
+
+def stage_already_done(session, stage: str, max_steps: int) -> dict | None:
+    """On --resume, a finished stage is skipped unless more steps are now asked for."""
+    done = session.run.done(stage) if session.cfg.resume else None
+    if done and (max_steps <= 0 or done["steps"] >= max_steps):
+        print(f"t2g: {stage}: already finished ({done['steps']} steps); skipping", file=sys.stderr)
+        return done
+    return None
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False)
