@@ -64,14 +64,17 @@ def augment_example(ex: Example, pool_e: Sequence[str], pool_r: Sequence[str], c
     rng = random.Random(f"{seed}:{ex.id}:{copy}")
     gold_e = list(dict.fromkeys(e.type for e in ex.graph.entities))
     gold_r = list(dict.fromkeys(r.type for r in ex.graph.relations))
+    # types match as the scorer matches them: "Person" in the type list is the graph's "person"
+    gold_e_norm = {normalize(t) for t in gold_e}
+    gold_r_norm = {normalize(t) for t in gold_r}
     if rng.random() < cfg.empty_target_prob:
         ents = _absent(pool_e, gold_e)
         rels = _absent(pool_r, gold_r)
         ents = rng.sample(ents, min(len(ents), max(1, cfg.max_negative_entity_types)))
         rels = rng.sample(rels, min(len(rels), cfg.max_negative_relation_types))
     else:
-        ents = [t for t in ex.entity_types if not (t in gold_e and rng.random() < cfg.drop_type_prob)]
-        rels = [t for t in ex.relation_types if not (t in gold_r and rng.random() < cfg.drop_type_prob)]
+        ents = [t for t in ex.entity_types if not (normalize(t) in gold_e_norm and rng.random() < cfg.drop_type_prob)]
+        rels = [t for t in ex.relation_types if not (normalize(t) in gold_r_norm and rng.random() < cfg.drop_type_prob)]
         neg_e = _absent(pool_e, ents + gold_e)
         neg_r = _absent(pool_r, rels + gold_r)
         ents += rng.sample(neg_e, min(len(neg_e), rng.randint(0, cfg.max_negative_entity_types)))

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from t2g.data import DataError, Example
+from t2g.data import DataError, Example, decode_line
 from t2g.schema import Entity, Graph, Relation, SchemaError, normalize, validate_graph
 
 # dataset -> {"entities": {short: readable}, "relations": {short: readable}}
@@ -62,8 +62,8 @@ def label_map_inverse(name: str) -> dict[str, dict[str, str]]:
 
 
 def _resolve_label_map(name: str, entity_labels: set[str], relation_labels: set[str], source: Path) -> dict[str, dict[str, str]]:
-    if name == "none":
-        return {"entities": {l: l for l in entity_labels}, "relations": {l: l for l in relation_labels}}
+    if name == "none":  # sorted: a set's order changes between runs, the type lists must not
+        return {"entities": {l: l for l in sorted(entity_labels)}, "relations": {l: l for l in sorted(relation_labels)}}
     if name == "auto":
         for candidate, m in LABEL_MAPS.items():
             if entity_labels <= m["entities"].keys() and relation_labels <= m["relations"].keys():
@@ -79,26 +79,42 @@ def _resolve_label_map(name: str, entity_labels: set[str], relation_labels: set[
         path = Path(name)
         if not path.is_file():
             raise DataError(f"--label_map={name}: not a known map ({', '.join(LABEL_MAPS)}, auto, none) nor a file")
-        m = json.loads(path.read_text(encoding="utf-8"))
+        m = _read_label_map_file(path)
     missing = (entity_labels - m.get("entities", {}).keys()) | (relation_labels - m.get("relations", {}).keys())
     if missing:
         raise DataError(f"{source}: labels {sorted(missing)} are not in label map {name!r}; add them or use --label_map=none")
     return m
 
 
+def _read_label_map_file(path: Path) -> dict[str, dict[str, str]]:
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"--label_map={path}: not a JSON file ({exc})") from None
+    tables = [m.get(k, {}) for k in ("entities", "relations")] if isinstance(m, dict) else []
+    if not tables or not all(isinstance(t, dict) and all(isinstance(v, str) for v in t.values()) for t in tables):
+        raise DataError(f'--label_map={path}: expected {{"entities": {{short: readable}}, "relations": {{short: readable}}}}')
+    return m
+
+
 def sniff_format(path: Path) -> str:
     """Guess a file's format from its first record."""
-    with path.open(encoding="utf-8") as f:
-        head = f.read(4096).lstrip()
-    if head.startswith("["):
-        data = json.loads(path.read_text(encoding="utf-8"))
+    if path.read_bytes()[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        data = _load_records(path)
         first = data[0] if isinstance(data, list) and data else {}
     else:
-        line = head.split("\n", 1)[0]
+        first, lineno = None, 0
+        with path.open("rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                line = decode_line(raw, f"{path}:{lineno}")
+                if line.strip():
+                    break
+            else:
+                raise DataError(f"{path}: the file is empty")
         try:
             first = json.loads(line)
         except json.JSONDecodeError:
-            raise DataError(f"{path}:1: not JSON; expected canonical JSONL, SpERT JSON or open-r1-text2graph rows") from None
+            raise DataError(f"{path}:{lineno}: not JSON; expected canonical JSONL, SpERT JSON or open-r1-text2graph rows") from None
     if isinstance(first, dict):
         if "tokens" in first and "entities" in first:
             return "spert"
@@ -113,7 +129,10 @@ def sniff_format(path: Path) -> str:
 
 
 def _load_records(path: Path) -> list[Any]:
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the file as UTF-8") from None
     if text.lstrip().startswith("["):
         try:
             return json.loads(text)
@@ -136,10 +155,18 @@ def from_spert(path: str | Path, label_map: str = "auto") -> list[Example]:
         raise DataError(f"{path}: expected a JSON list of sentences")
     ent_labels, rel_labels = set(), set()
     for i, rec in enumerate(records):
+        where = f"{path}: item {i}"
         if not isinstance(rec, dict) or not isinstance(rec.get("tokens"), list) or not isinstance(rec.get("entities"), list):
-            raise DataError(f"{path}: item {i}: expected an object with 'tokens' and 'entities' lists (SpERT format)")
-        ent_labels.update(e.get("type") for e in rec["entities"])
-        rel_labels.update(r.get("type") for r in rec.get("relations", []))
+            raise DataError(f"{where}: expected an object with 'tokens' and 'entities' lists (SpERT format)")
+        if not rec["tokens"] or not all(isinstance(t, str) and t.strip() for t in rec["tokens"]):
+            raise DataError(f"{where}: 'tokens' must be a non-empty list of non-empty strings")
+        if not isinstance(rec.get("relations", []), list):
+            raise DataError(f"{where}: 'relations' must be a list")
+        for kind, items, labels in (("entities", rec["entities"], ent_labels), ("relations", rec.get("relations", []), rel_labels)):
+            for j, item in enumerate(items):
+                if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                    raise DataError(f"{where}: {kind}[{j}] needs a string 'type'")
+                labels.add(item["type"])
     labels = _resolve_label_map(label_map, ent_labels, rel_labels, path)
     entity_types = sorted(set(labels["entities"].values()), key=list(labels["entities"].values()).index)
     relation_types = sorted(set(labels["relations"].values()), key=list(labels["relations"].values()).index)
@@ -174,11 +201,19 @@ def _graph_from_solution(solution: Any, where: str) -> Graph:
     if not isinstance(solution, dict):
         raise DataError(f"{where}: 'solution' must be a JSON object with entities and relations")
     raw_entities = solution.get("entities") or []
-    by_id = {e.get("id"): e.get("text") for e in raw_entities if isinstance(e, dict) and "id" in e}
+    raw_relations = solution.get("relations") or []
+    if not isinstance(raw_entities, list) or not isinstance(raw_relations, list):
+        raise DataError(f"{where}: 'solution' entities and relations must be lists")
+    # ids may be strings or numbers; anything else (a list, an object) cannot be looked up
+    by_id = {e["id"]: e.get("text") for e in raw_entities if isinstance(e, dict) and isinstance(e.get("id"), (str, int, float))}
+
+    def endpoint(value: Any) -> Any:
+        return by_id.get(value, value) if isinstance(value, (str, int, float)) else value
+
     relations = []
-    for r in solution.get("relations") or []:
+    for r in raw_relations:
         if isinstance(r, dict):
-            relations.append({k: by_id.get(r.get(k), r.get(k)) if k != "type" else r.get(k) for k in ("head", "tail", "type")})
+            relations.append({"head": endpoint(r.get("head")), "tail": endpoint(r.get("tail")), "type": r.get("type")})
     try:
         return Graph.from_dict({"entities": [{"text": e.get("text"), "type": e.get("type")} if isinstance(e, dict) else e for e in raw_entities], "relations": relations}, "solution")
     except SchemaError as exc:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from t2g.io import write_jsonl_atomic
+from t2g.parsing import THINK_CLOSE, THINK_OPEN
 from t2g.schema import DUPLICATE_ENTITY, DUPLICATE_RELATION, Graph, SchemaError, validate_graph
 
 
@@ -65,7 +66,9 @@ class Example:
                 raise DataError(f"{where}: field '{name}' must be a {kind.__name__}, got {type(value).__name__}")
             return value
 
-        ex_id = row.get("id")
+        if "id" not in row:
+            raise DataError(f"{where}: missing field 'id' (canonical rows need id, text, entity_types, relation_types, graph)")
+        ex_id = row["id"]
         if isinstance(ex_id, int) and not isinstance(ex_id, bool):
             ex_id = str(ex_id)
         if not isinstance(ex_id, str) or not ex_id:
@@ -87,6 +90,9 @@ class Example:
         reasoning = row.get("reasoning")
         if reasoning is not None and not isinstance(reasoning, str):
             raise DataError(f"{where}: field 'reasoning' must be a string or absent")
+        if reasoning is not None and (THINK_OPEN in reasoning or THINK_CLOSE in reasoning):
+            # it goes inside <think>...</think> in the SFT target; a tag in it would break that target
+            raise DataError(f"{where}: field 'reasoning' must not contain {THINK_OPEN} or {THINK_CLOSE}")
         descriptions = row.get("type_descriptions") or {}
         if not isinstance(descriptions, dict) or not all(isinstance(v, str) for v in descriptions.values()):
             raise DataError(f"{where}: field 'type_descriptions' must map type names to strings")
@@ -104,11 +110,12 @@ def read_jsonl(path: str | os.PathLike) -> list[Example]:
         raise DataError(f"{path}: no such file (give a canonical .jsonl, a SpERT .json, or a hub dataset name)")
     examples: list[Example] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            line = decode_line(raw, where)
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -119,6 +126,14 @@ def read_jsonl(path: str | os.PathLike) -> list[Example]:
             seen[ex.id] = lineno
             examples.append(ex)
     return examples
+
+
+def decode_line(raw: bytes, where: str) -> str:
+    """One line of a UTF-8 text file (a byte-order mark is tolerated); DataError naming the line if not UTF-8."""
+    try:
+        return raw.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the file as UTF-8") from None
 
 
 def write_jsonl(path: str | os.PathLike, examples: Iterable[Example]) -> int:
@@ -152,6 +167,8 @@ def load_examples(source: str | os.PathLike, format: str = "auto", split: str = 
     from t2g import convert  # local import: convert depends on this module
 
     source = str(source)
+    if format != "auto" and format != "canonical" and format not in convert.CONVERTERS:
+        raise DataError(f"--format={format}: unknown format; use one of auto, canonical, {', '.join(convert.CONVERTERS)}")
     if source == "examples":
         return read_jsonl(example_dataset_path())
     path = Path(source)

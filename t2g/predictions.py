@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from t2g.data import DataError, Example
+from t2g.data import DataError, Example, decode_line
 from t2g.parsing import parse_completion
 from t2g.schema import Graph, SchemaError
 from t2g.scoring import CorpusScore, score_example
@@ -23,11 +23,12 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
     if not path.is_file():
         raise DataError(f"{path}: no such prediction file")
     preds: dict[str, dict] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            line = decode_line(raw, where)
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
