@@ -64,6 +64,17 @@ def gold_graph(value: Any, row: int) -> Graph:
         raise GoldError(f"row {row}: column 'graph' is not a graph: {exc}") from exc
 
 
+def _gold_memo_key(value: Any) -> Any:
+    # GRPO repeats each prompt num_generations times, but rows from a datasets.Dataset are fresh
+    # dicts: key them by their JSON (a few microseconds) rather than by identity.
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return id(value)  # not JSON-serialisable: gold_graph() will say what is wrong with it
+
+
 def _column(kwargs: Mapping[str, Any], name: str, n: int) -> Sequence[Any]:
     if name not in kwargs:
         raise ValueError(
@@ -128,8 +139,7 @@ class BatchAnalyzer:
             if ctx is None:
                 ctx = contexts[ctx_key] = TaskContext(*ctx_key)
             gold_value = golds[i]
-            memo_key = gold_value if isinstance(gold_value, str) else id(gold_value)
-            gold = gold_keys.get(memo_key)
+            gold = gold_keys.get(memo_key := _gold_memo_key(gold_value))
             if gold is None:
                 gold = gold_keys[memo_key] = GraphKeys.of(gold_graph(gold_value, i))
             out.append(self._one(completion, ctx, gold, None if ids is None else ids[i]))

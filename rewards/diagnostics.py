@@ -45,37 +45,40 @@ RATES: dict[str, tuple[str, str]] = {
 }
 
 
-def _completion_counts(a: Analysis) -> Counter:
-    c: Counter = Counter(completions=1)
+def _add_completion(c: Counter, a: Analysis) -> None:
     error = a.parse.error if a.parse is not None else None
-    c["empty_output"] = error == EMPTY or not a.text.strip()
-    c["invalid_json"] = a.parse is None or not a.parse.json_parsed
-    c["wrong_shape"] = error == WRONG_SHAPE
-    c["text_around_json"] = error in (TEXT_BEFORE_JSON, TRAILING_TEXT)
-    c["no_graph"] = a.graph is None
-    c["empty_graph"] = a.graph is not None and a.graph.is_empty
-    c["truncated"] = a.truncated
-    c["oversized"] = a.oversized
+    c["completions"] += 1
+    c["empty_output"] += error == EMPTY or not a.text.strip()
+    c["invalid_json"] += a.parse is None or not a.parse.json_parsed
+    c["wrong_shape"] += error == WRONG_SHAPE
+    c["text_around_json"] += error in (TEXT_BEFORE_JSON, TRAILING_TEXT)
+    c["no_graph"] += a.graph is None
+    c["truncated"] += a.truncated
+    c["oversized"] += a.oversized
     if a.graph is not None:
-        c += _item_counts(a)
-    return c
+        _add_items(c, a)
 
 
-def _item_counts(a: Analysis) -> Counter:
+def _add_items(c: Counter, a: Analysis) -> None:
     assert a.graph is not None
+    n_ent, n_rel = len(a.graph.entities), len(a.graph.relations)
+    c["empty_graph"] += n_ent + n_rel == 0
+    c["entities"] += n_ent
+    c["relations"] += n_rel
+    c["items"] += n_ent + n_rel
+    if not a.violations:
+        return
     by_kind: dict[str, set[str]] = {}
     for v in a.violations:
         by_kind.setdefault(v.kind, set()).add(v.path)
-    paths = lambda *kinds: len(set().union(*(by_kind.get(k, set()) for k in kinds)))  # noqa: E731
-    return Counter(
-        entities=len(a.graph.entities),
-        relations=len(a.graph.relations),
-        items=len(a.graph.entities) + len(a.graph.relations),
-        ungrounded=paths(SPAN_NOT_IN_TEXT),
-        unknown_type=paths(UNKNOWN_ENTITY_TYPE, UNKNOWN_RELATION_TYPE),
-        dangling=paths(DANGLING_HEAD, DANGLING_TAIL),
-        duplicate=paths(DUPLICATE_ENTITY, DUPLICATE_RELATION),
-    )
+
+    def paths(*kinds: str) -> int:  # items flagged by any of `kinds`, each item once
+        return len(set().union(*(by_kind.get(k, set()) for k in kinds)))
+
+    c["ungrounded"] += paths(SPAN_NOT_IN_TEXT)
+    c["unknown_type"] += paths(UNKNOWN_ENTITY_TYPE, UNKNOWN_RELATION_TYPE)
+    c["dangling"] += paths(DANGLING_HEAD, DANGLING_TAIL)
+    c["duplicate"] += paths(DUPLICATE_ENTITY, DUPLICATE_RELATION)
 
 
 class Diagnostics:
@@ -86,7 +89,7 @@ class Diagnostics:
 
     def update(self, analyses: Iterable[Analysis]) -> None:
         for a in analyses:
-            self.counts.update(_completion_counts(a))
+            _add_completion(self.counts, a)
 
     def rates(self) -> dict[str, float]:
         """`{"diagnostics/<rate>": value}` for every rate with a non-zero denominator."""
