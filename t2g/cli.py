@@ -13,8 +13,13 @@ def convert(input: str, output: str, format: str = "auto", label_map: str = "aut
     """
     from t2g.data import load_examples, write_jsonl
 
+    from t2g.data import DataError
+
     examples = load_examples(input, format=format, label_map=label_map)
-    n = write_jsonl(output, examples)
+    try:
+        n = write_jsonl(output, examples)
+    except OSError as exc:
+        raise DataError(f"cannot write {output}: {exc.strerror or exc} ({exc.filename})") from None
     print(f"wrote {n} examples to {output}", file=sys.stderr)
 
 
@@ -40,8 +45,9 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         fire.Fire(COMMANDS, command=argv, name="t2g")
-    except DataError as exc:
-        print(f"t2g: error: {exc}", file=sys.stderr)
+    except (DataError, OSError) as exc:  # bad input or an unreadable/unwritable path: a message, not a traceback
+        message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename and exc.strerror else exc
+        print(f"t2g: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 

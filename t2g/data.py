@@ -172,6 +172,8 @@ def load_examples(source: str | os.PathLike, format: str = "auto", split: str = 
     if source == "examples":
         return read_jsonl(example_dataset_path())
     path = Path(source)
+    if path.is_dir():
+        raise DataError(f"{source}: is a directory; give a dataset file")
     if path.is_file():
         fmt = format if format != "auto" else convert.sniff_format(path)
         if fmt == "canonical":
