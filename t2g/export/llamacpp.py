@@ -101,7 +101,7 @@ def find_llama_cpp(explicit: str | os.PathLike | None = None) -> LlamaCpp:
     raise LlamaCppNotFound(
         "llama.cpp's converter (convert_hf_to_gguf.py) was not found; looked in: "
         + ", ".join(tried)
-        + f". Provide it offline-from-GitHub with `{fetch_command()}` (downloads the llama-cpp-python "
+        + f". Get it from PyPI (no GitHub, nothing compiled) with `{fetch_command()}` (downloads the llama-cpp-python "
         f"{DEFAULT_SDIST_VERSION} source distribution from PyPI, ~77 MB, and unpacks the converter into "
         f"{default_fetch_dir()}), or point --llama_cpp / $T2G_LLAMA_CPP at a llama.cpp checkout. "
         f"Manual equivalent: pip download --no-deps --no-binary :all: llama-cpp-python=={DEFAULT_SDIST_VERSION} -d DIR "
