@@ -373,3 +373,34 @@ def test_callback_needs_the_functions_of_one_build():
     b, _ = rewards.build({"entity_f1": 1})
     with pytest.raises(ValueError, match="found 2"):
         rewards.RewardDiagnosticsCallback(a + b)
+
+
+@pytest.mark.slow
+def test_a_real_grpo_run_parses_once_per_batch_and_logs_diagnostics(tiny_model_dir, tmp_path):
+    """TRL's GRPOTrainer on the tiny offline model: the rates land in log_history beside TRL's
+    reward metrics, and the 7 rewards of the default set share one analysis per step."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from t2g.cpu_compat import patch_trl_fused_lm_head
+    from t2g.prompts import build_messages
+
+    patch_trl_fused_lm_head()  # TRL's fused LM head is a Triton kernel; CPU needs the torch one
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    rows = [dict(prompt=build_messages(e.text, e.entity_types, e.relation_types), text=e.text, entity_types=e.entity_types,
+                 relation_types=e.relation_types, graph=e.graph.to_json()) for e in load_examples("examples")[:8]]
+    funcs, weights = rewards.build(rewards.DEFAULT_WEIGHTS, max_completion_length=16, eos_token_id=tok.eos_token_id)
+    args = GRPOConfig(output_dir=str(tmp_path), max_steps=2, logging_steps=1, per_device_train_batch_size=4,
+                      num_generations=4, max_completion_length=16, bf16=False, report_to=[], reward_weights=weights,
+                      gradient_checkpointing=False, save_strategy="no")
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    rewards.RewardDiagnosticsCallback(funcs).install(trainer)
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "rewards/entity_f1/mean" in h]
+    assert len(logged) == 2
+    for entry in logged:
+        assert 0.0 <= entry["diagnostics/invalid_json_rate"] <= 1.0
+        assert "diagnostics/truncated_rate" in entry
+    assert funcs[0].analyzer.n_batches == 2  # one analysis per step for all 7 rewards
