@@ -364,7 +364,8 @@ def help_text(cls: type[TrainConfig], prog: str) -> str:
 def cli(cls: type[C], main: Callable[[C], Any], argv: list[str] | None = None) -> Any:
     """Parse flags with Fire into `cls`, validate, then call `main(config)`.
 
-    Config errors print one line to stderr and exit with status 2.
+    Config and data errors (from parsing, or from `main` before training) print one line to
+    stderr and exit with status 2.
     """
     import fire
 
@@ -380,12 +381,14 @@ def cli(cls: type[C], main: Callable[[C], Any], argv: list[str] | None = None) -
             raise ConfigError(f"unexpected argument(s) {' '.join(map(str, positional))}: every setting is a --flag=value")
         result["config"] = from_flags(cls, flags)
 
+    from t2g.data import DataError
+
     try:
         fire.Fire(entry, command=argv, name=prog)
-    except ConfigError as exc:
+        return main(result["config"])
+    except (ConfigError, DataError) as exc:  # bad flags or data: one clear line, no traceback
         print(f"{prog}: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    return main(result["config"])
 
 
 def replace(cfg: C, **changes: Any) -> C:

@@ -164,6 +164,10 @@ def _load_hf(cfg: TrainConfig, name: str, adapter: str | Path | None) -> LoadedM
             bnb_4bit_compute_dtype=dtype if dtype != torch.float32 or torch.cuda.is_available() else torch.float32)
     if torch.cuda.is_available():
         kwargs["device_map"] = {"": 0}
+    else:
+        from t2g.cpu_compat import patch_trl_fused_lm_head
+
+        patch_trl_fused_lm_head()  # TRL's fused LM head is Triton-only
     model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     quantized = is_4bit(model)
     if quantized:

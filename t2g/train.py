@@ -121,8 +121,8 @@ def start(cfg: TrainConfig) -> Session:
     """Check everything, then open the run directory and load the model with LoRA."""
     from t2g import models, runs
 
+    examples = load_data(cfg)  # a missing or broken dataset fails here, in a second
     models.import_backend(cfg.backend)  # before anything imports transformers/trl/peft
-    examples = load_data(cfg)
     name = models.resolve_model_name(cfg.model)
     tokenizer = models.load_tokenizer(cfg, name)
     examples = check_lengths(examples, tokenizer, cfg)
