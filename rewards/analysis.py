@@ -64,6 +64,22 @@ def gold_graph(value: Any, row: int) -> Graph:
         raise GoldError(f"row {row}: column 'graph' is not a graph: {exc}") from exc
 
 
+def _types(value: Any, column: str, row: int) -> tuple:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"row {row}: column '{column}' must be a list of strings, got {type(value).__name__}")
+    return tuple(value)
+
+
+def _task_context(key: tuple, row: int) -> TaskContext:
+    text, etypes, rtypes = key
+    if not isinstance(text, str):
+        raise ValueError(f"row {row}: column 'text' must be a string, got {type(text).__name__}")
+    for column, types in (("entity_types", etypes), ("relation_types", rtypes)):
+        if not all(isinstance(t, str) for t in types):
+            raise ValueError(f"row {row}: column '{column}' must hold only strings, got {list(types)!r}")
+    return TaskContext(text, etypes, rtypes)
+
+
 def _gold_memo_key(value: Any) -> Any:
     # GRPO repeats each prompt num_generations times, but rows from a datasets.Dataset are fresh
     # dicts: key them by their JSON (a few microseconds) rather than by identity.
@@ -134,10 +150,10 @@ class BatchAnalyzer:
         gold_keys: dict[Any, GraphKeys] = {}
         out = []
         for i, completion in enumerate(completions):
-            ctx_key = (texts[i], tuple(etypes[i]), tuple(rtypes[i]))
+            ctx_key = (texts[i], _types(etypes[i], "entity_types", i), _types(rtypes[i], "relation_types", i))
             ctx = contexts.get(ctx_key)
             if ctx is None:
-                ctx = contexts[ctx_key] = TaskContext(*ctx_key)
+                ctx = contexts[ctx_key] = _task_context(ctx_key, i)
             gold_value = golds[i]
             gold = gold_keys.get(memo_key := _gold_memo_key(gold_value))
             if gold is None:

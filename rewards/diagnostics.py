@@ -6,6 +6,8 @@ puts them beside TRL's metrics at each logging step and starts the counts afresh
 
 Completion-level rates are over completions; span/type/relation rates are over the items of the
 usable graphs (a rate with nothing to count over is left out rather than reported as 0).
+Batches scored during evaluation are counted too and reported with the next log (under `eval_`
+when that log is an evaluation one).
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def _flagged_fraction(a: Analysis, kinds: frozenset[str], n_items: int) -> float
     if n_items == 0:
         return 0.0
     flagged = {v.path for v in a.violations if v.kind in kinds}
-    return -len(flagged) / n_items
+    return -(len(flagged) / n_items) if flagged else 0.0  # never -0.0 in the logs
 
 
 def grounding(a: Analysis) -> float:

@@ -70,6 +70,9 @@ def check_weights(weights: Mapping[str, float]) -> None:
     for name, w in weights.items():
         if not isinstance(w, (int, float)) or isinstance(w, bool) or w != w:
             raise ValueError(f"weight of reward '{name}' must be a number, got {w!r}")
+        if w < 0:
+            # A negative weight on a penalty would pay for the violation it measures.
+            raise ValueError(f"weight of reward '{name}' must be >= 0 (penalties are already negative), got {w!r}")
 
 
 def build(
@@ -81,7 +84,8 @@ def build(
 ) -> tuple[list[RewardFn], list[float]]:
     """The reward functions and weights to hand to GRPO, in the same order.
 
-    - weights: {name: weight}; zero weights are dropped, unknown names raise ValueError.
+    - weights: {name: weight >= 0}; zero weights are dropped; unknown names, negative or
+      non-numeric weights raise ValueError.
     - reasoning: False drops the reasoning-only rewards (`format`) whatever their weight, since the
       non-reasoning prompt asks for the JSON alone.
     - max_completion_length: GRPOConfig.max_completion_length; with it, a completion whose

@@ -234,6 +234,7 @@ def test_build_drops_zero_weights_and_format_outside_reasoning():
     ({"entity_f1": 1.0, "entity_F1": 1.0}, r"unknown reward name\(s\) \['entity_F1'\]; known rewards: format, json_valid"),
     ({"entity_f1": "1"}, "must be a number"),
     ({"entity_f1": float("nan")}, "must be a number"),
+    ({"entity_f1": 1.0, "grounding": -0.5}, "must be >= 0"),
     ({"entity_f1": 0.0}, "no reward left"),
     ({"format": 1.0}, "no reward left"),
 ])
@@ -282,6 +283,9 @@ def test_gold_as_dict_or_json_string_and_chat_completions_agree():
     (dict(text=[TEXT], entity_types=[ETYPES], relation_types=[RTYPES], graph=["{not json"]), rewards.GoldError, "row 0: column 'graph' is a string but not JSON"),
     (dict(text=[TEXT], entity_types=[ETYPES], relation_types=[RTYPES], graph=[{"entities": []}]), rewards.GoldError, "missing key 'relations'"),
     (dict(text=[TEXT, TEXT], entity_types=[ETYPES], relation_types=[RTYPES], graph=[GOLD]), ValueError, "column 'text' has 2 values for 1"),
+    (dict(text=[TEXT], entity_types=["person"], relation_types=[RTYPES], graph=[GOLD]), ValueError, "row 0: column 'entity_types' must be a list"),
+    (dict(text=[TEXT], entity_types=[ETYPES], relation_types=[[1]], graph=[GOLD]), ValueError, "column 'relation_types' must hold only strings"),
+    (dict(text=[None], entity_types=[ETYPES], relation_types=[RTYPES], graph=[GOLD]), ValueError, "column 'text' must be a string"),
 ])
 def test_bad_dataset_columns_fail_clearly(kwargs, error, message):
     with pytest.raises(error, match=message):
