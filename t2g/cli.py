@@ -35,7 +35,51 @@ def score(gold: str, pred: str) -> None:
     print(json.dumps(report, indent=2))
 
 
-COMMANDS = {"convert": convert, "score": score}
+def _type_names(value, flag: str) -> list[str] | None:
+    """`a,b` (Fire may hand over a tuple) -> ["a", "b"]; None stays None (open extraction)."""
+    from t2g.data import DataError
+
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
+    if items is None or not all(isinstance(t, str) for t in items):
+        raise DataError(f"{flag}: give comma-separated names, e.g. {flag} person,organization")
+    return [t.strip() for t in items if t.strip()]
+
+
+def generate(input: str, output: str, base_url: str, model: str, entity_types=None, relation_types=None,
+             concurrency: int = 4, structured: str = "json_schema", ground_spans: bool = False,
+             reasoning: bool = False,
+             text_field: str = "text", id_field: str = "id", txt_split: str = "lines", split: str = "train",
+             limit: int | None = None, timeout: float = 120.0, retries: int = 3, backoff: float = 2.0,
+             api_key_env: str = "OPENAI_API_KEY", temperature: float = 0.0, max_tokens: int = 1024,
+             max_text_chars: int = 4000, max_entities: int = 50, max_relations: int = 100,
+             keep_empty: bool = False, near_dup_threshold: float = 0.9, min_type_count: int = 2,
+             max_types: int = 30, reasoning_model: str | None = None, reasoning_base_url: str | None = None,
+             trace_max_tokens: int = 2048, require_trace: bool = False, augment_copies: int = 1,
+             empty_target_prob: float = 0.1, seed: int = 0, progress: bool = True) -> None:
+    """Make training data with a teacher model behind any OpenAI-compatible endpoint (see t2g/generate.py).
+
+    Input: a .txt (one text per line; --txt_split=paragraphs for blank-line separated paragraphs),
+    a .jsonl with a `text` field, a datasets save_to_disk folder, or hf:owner/name. Without
+    --entity_types/--relation_types the teacher proposes types (open extraction). The API key is read
+    from the variable named by --api_key_env. Rerun the same command to resume.
+
+    Example: t2g generate --input texts.txt --output data.jsonl --base_url http://127.0.0.1:8000/v1
+             --model teacher --entity_types person,organization --relation_types "works for"
+    """
+    from t2g.generate import GenerateConfig, generate as run
+
+    options = dict(locals())
+    options["entity_types"] = _type_names(entity_types, "--entity_types")
+    options["relation_types"] = _type_names(relation_types, "--relation_types")
+    del options["run"], options["GenerateConfig"]
+    report = run(GenerateConfig(**options))
+    if report["failed_rows"]:
+        sys.exit(1)  # the data is written, but incomplete: say so to scripts and CI
+
+
+COMMANDS = {"convert": convert, "score": score, "generate": generate}
 
 
 def main(argv: list[str] | None = None) -> None:
