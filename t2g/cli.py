@@ -79,7 +79,68 @@ def generate(input: str, output: str, base_url: str, model: str, entity_types=No
         sys.exit(1)  # the data is written, but incomplete: say so to scripts and CI
 
 
+def export(model: str, out: str | None = None, quant: str = "q8_0", base_model: str | None = None,
+           llama_cpp: str | None = None, pretokenizer: str = "auto", hf: bool = True, merged_dtype: str = "bf16",
+           adapter_only: bool = False, name: str | None = None, parity_data: str = "examples", parity_limit: int = 20,
+           parity_threshold: float = 0.05, on_parity_fail: str = "fail", parity_max_new_tokens: int = 256) -> None:
+    """Export a run directory, LoRA adapter or HF folder: merged HF, GGUF(s), Modelfile, parity.json, README.
+
+    --quant: comma-separated, from f32 f16 bf16 q8_0 (converter) and q4_k_m q5_k_m q6_k ... (quantizer).
+    --llama_cpp: a llama.cpp folder (else $T2G_LLAMA_CPP, $UNSLOTH_LLAMA_CPP_PATH, ~/.unsloth/llama.cpp,
+    the cache filled by `t2g fetch-llama-cpp`). --parity_limit=0 skips the parity check.
+
+    Example: t2g export --model runs/smollm2-smoke --quant q8_0,q4_k_m   (writes runs/smollm2-smoke/export/)
+    """
+    from pathlib import Path
+
+    from t2g.export import export_model
+
+    target = Path(out) if out else (Path(model) / "export" if Path(model).is_dir() else Path("export"))
+    with _export_errors():
+        manifest = export_model(model, target, quant=quant, base_model=base_model, llama_cpp=llama_cpp,
+                                pretokenizer=pretokenizer, hf=hf, merged_dtype=merged_dtype, adapter_only=adapter_only,
+                                name=name, parity_data=parity_data, parity_limit=parity_limit,
+                                parity_threshold=parity_threshold, on_parity_fail=on_parity_fail,
+                                parity_max_new_tokens=parity_max_new_tokens)
+    print(json.dumps({"out": str(target), **manifest}, indent=2))
+
+
+def fetch_llama_cpp(sdist: str | None = None, version: str | None = None, dest: str | None = None) -> None:
+    """Unpack llama.cpp's GGUF converter from the llama-cpp-python source distribution (PyPI, not GitHub).
+
+    Without --sdist it runs `pip download --no-deps --no-binary :all: llama-cpp-python==VERSION` (~77 MB);
+    with --sdist it uses that .tar.gz. Nothing is compiled. Example: t2g fetch-llama-cpp
+    """
+    from t2g.export.llamacpp import DEFAULT_SDIST_VERSION, fetch_llama_cpp as fetch
+
+    with _export_errors():
+        found = fetch(sdist=sdist, version=version or DEFAULT_SDIST_VERSION, dest=dest)
+    print(f"llama.cpp converter ready in {found.root}", file=sys.stderr)
+
+
+class _export_errors:
+    """Export failures (missing llama.cpp, unfaithful template, parity) as one message, not a traceback."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        import subprocess
+
+        from t2g.export import ExportError, LlamaCppNotFound
+        from t2g.export.merge import MergeError
+        from t2g.modelfile import ModelfileError
+        from t2g.parity import ParityError
+
+        if isinstance(exc, (ExportError, LlamaCppNotFound, MergeError, ModelfileError, ParityError, ValueError,
+                            subprocess.CalledProcessError)):
+            print(f"t2g: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        return False
+
+
 COMMANDS = {"convert": convert, "score": score, "generate": generate}
+COMMANDS.update({"export": export, "fetch-llama-cpp": fetch_llama_cpp})
 
 
 def main(argv: list[str] | None = None) -> None:
