@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from t2g.data import load_examples
 from t2g.schema import Graph
 from t2g.scoring import score_example
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 TEXT = "Tim Cook is the chief executive of Apple, which is based in Cupertino."
 ETYPES = ["person", "organization", "location"]
 RTYPES = ["works for", "located in"]
@@ -208,6 +210,15 @@ def test_oversized_completion_gets_no_credit():
     kwargs = dict(text=[TEXT], entity_types=[ETYPES], relation_types=[RTYPES], graph=[GOLD])
     assert [f([padded], **kwargs) for f in funcs] == [[0.0], [0.0]]
     assert funcs[0].diagnostics.rates()["diagnostics/oversized_rate"] == 1.0
+
+
+def test_import_rewards_stays_light():
+    import subprocess
+    import sys
+
+    code = "import rewards, sys; print(sorted(m for m in ('transformers', 'torch', 'trl') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=str(REPO_ROOT))
+    assert out.stdout.strip() == "[]"
 
 
 # --- registry and build ----------------------------------------------------------------------
