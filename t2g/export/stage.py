@@ -76,7 +76,8 @@ def write_ggufs(hf_dir: Path, out: Path, name: str, quants: Sequence[str], llama
     kquants = [q for q in quants if q not in CONVERTER_TYPES]
     if kquants:
         base_type = _intermediate_type(hf_dir)
-        base = paths.get(base_type)
+        # Quantize from the most precise GGUF already made; convert a 16-bit one only if none was asked for.
+        base = next((paths[t] for t in ("f32", base_type, "f16", "bf16") if t in paths), None)
         temporary = base is None
         if temporary:
             result = convert_hf_to_gguf(hf_dir, out / f".{name}-{base_type}.intermediate", base_type, llama_cpp, pretokenizer)
