@@ -177,8 +177,21 @@ def load_examples(source: str | os.PathLike, format: str = "auto", split: str = 
     if path.is_file():
         fmt = format if format != "auto" else convert.sniff_format(path)
         if fmt == "canonical":
+            if path.read_bytes()[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):  # a JSON array of rows
+                rows = convert._load_records(path)
+                return unique_ids([Example.from_dict(r, f"{path}: item {i}") for i, r in enumerate(rows)], source)
             return read_jsonl(path)
-        return convert.CONVERTERS[fmt](path, label_map=label_map)
+        return unique_ids(convert.CONVERTERS[fmt](path, label_map=label_map), source)
     if path.suffix in {".json", ".jsonl"} or os.sep in source or source.startswith("."):
         raise DataError(f"{source}: no such file")
-    return convert.from_hub(source, split=split, format=format, label_map=label_map)
+    return unique_ids(convert.from_hub(source, split=split, format=format, label_map=label_map), source)
+
+
+def unique_ids(examples: list[Example], source: str) -> list[Example]:
+    """Converted data must have unique ids too (predictions are matched to gold by id)."""
+    seen: dict[str, int] = {}
+    for i, ex in enumerate(examples):
+        if ex.id in seen:
+            raise DataError(f"{source}: rows {seen[ex.id]} and {i} share the id {ex.id!r}; ids must be unique")
+        seen[ex.id] = i
+    return examples

@@ -33,7 +33,7 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("id"), (str, int)):
+            if not isinstance(row, dict) or not isinstance(row.get("id"), (str, int)) or isinstance(row["id"], bool):
                 raise DataError(f"{where}: a prediction row needs an 'id' (string) and a 'graph' or 'completion'")
             pid = str(row["id"])
             if pid in preds:

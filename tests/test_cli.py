@@ -120,6 +120,13 @@ def test_convert_examples_and_text2graph(tmp_path, capsys):
     assert code == 0 and json.loads(out.read_text())["graph"] == GRAPH
 
 
+def test_convert_canonical_json_array(tmp_path, capsys):
+    src = tmp_path / "rows.json"
+    src.write_text(json.dumps([row("a"), row("b")], indent=2))
+    code, _, err = run_cli(["convert", "--input", str(src), "--output", str(tmp_path / "o.jsonl")], capsys)
+    assert code == 0 and "wrote 2 examples" in err
+
+
 def test_fire_usage_errors_exit_nonzero(capsys):
     code, _, err = run_cli(["convert"], capsys)
     assert code == 2 and "input" in err
@@ -176,6 +183,10 @@ BAD_INPUTS = [
      ["pred.jsonl:1:", "'completion' must be a string"]),
     ("duplicate prediction", {"gold.jsonl": GOLD, "pred.jsonl": jsonl({"id": "a", "graph": GRAPH}) * 2}, SCORE,
      ["pred.jsonl:2:", "duplicate prediction"]),
+    ("canonical json array with a bad row", {"in": json.dumps([row("a"), {"id": "b"}])}, CONVERT, ["item 1", "missing field 'text'"]),
+    ("text2graph rows sharing an id", {"in": jsonl(*({"id": 1, "prompt": "Tim Cook runs Apple.", "solution": json.dumps(GRAPH)},) * 2)},
+     CONVERT, ["rows 0 and 1", "'1'"]),
+    ("prediction id not a string", {"gold.jsonl": GOLD, "pred.jsonl": jsonl({"id": True, "graph": GRAPH})}, SCORE, ["pred.jsonl:1:", "'id'"]),
     ("malformed prediction line", {"gold.jsonl": GOLD, "pred.jsonl": "{\n"}, SCORE, ["pred.jsonl:1:", "not valid JSON"]),
     ("unwritable output", {"in": GOLD}, ["convert", "--input", "{d}/in", "--output", "{d}/in/out.jsonl"], ["cannot write", "in/out.jsonl"]),
     ("input is a directory", {}, ["convert", "--input", "{d}", "--output", "{d}/out.jsonl"], ["is a directory"]),
