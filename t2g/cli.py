@@ -11,10 +11,10 @@ def convert(input: str, output: str, format: str = "auto", label_map: str = "aut
 
     Example: t2g convert --format spert --input ../shared/data/conll04/test.json --output test.jsonl
     """
-    from t2g.data import load_examples, write_jsonl
+    from t2g.data import DataError, load_examples, write_jsonl
 
-    from t2g.data import DataError
-
+    input, output = _text(input, "--input"), _text(output, "--output")
+    format, label_map = _text(format, "--format", "auto"), _text(label_map, "--label_map", "none")
     examples = load_examples(input, format=format, label_map=label_map)
     try:
         n = write_jsonl(output, examples)
@@ -31,8 +31,20 @@ def score(gold: str, pred: str) -> None:
     from t2g.data import load_examples
     from t2g.predictions import read_predictions, score_predictions
 
+    gold, pred = _text(gold, "--gold"), _text(pred, "--pred")
     report = score_predictions(load_examples(gold), read_predictions(pred), source=pred)
     print(json.dumps(report, indent=2))
+
+
+def _text(value, flag: str, if_none: str | None = None) -> str:
+    """A string flag as given: Fire turns `None`, `1` or `true` into Python values; turn them back."""
+    from t2g.data import DataError
+
+    if value is None and if_none is not None:
+        return if_none
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+        return str(value)
+    raise DataError(f"{flag}: expected a name or a path, got {value!r}")
 
 
 def _type_names(value, flag: str) -> list[str] | None:

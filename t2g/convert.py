@@ -273,7 +273,7 @@ def from_hub(name: str, split: str = "train", format: str = "auto", label_map: s
     except Exception as exc:
         raise DataError(
             f"{name}: could not load split {split!r} from the HF hub ({type(exc).__name__}: {str(exc)[:200]}). "
-            "Check the name and your network, or pass a local file (--dataset=path.jsonl)"
+            "Check the name and your network, or give a local file (.jsonl / .json) instead"
         ) from None
     rows = [dict(r) for r in ds]
     fmt = format

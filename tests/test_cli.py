@@ -127,6 +127,16 @@ def test_convert_canonical_json_array(tmp_path, capsys):
     assert code == 0 and "wrote 2 examples" in err
 
 
+def test_fire_literals_are_read_back_as_text(tmp_path, capsys):
+    # Fire turns `None` into None: --label_map None means the same as --label_map none
+    src = tmp_path / "s.json"
+    src.write_text(json.dumps([{"tokens": ["Ann"], "entities": [{"type": "Gene", "start": 0, "end": 1}], "relations": []}]))
+    out = tmp_path / "o.jsonl"
+    code, _, err = run_cli(["convert", "--input", str(src), "--output", str(out), "--label_map", "None"], capsys)
+    assert code == 0, err
+    assert json.loads(out.read_text())["entity_types"] == ["Gene"]
+
+
 def test_fire_usage_errors_exit_nonzero(capsys):
     code, _, err = run_cli(["convert"], capsys)
     assert code == 2 and "input" in err
@@ -187,6 +197,7 @@ BAD_INPUTS = [
     ("text2graph rows sharing an id", {"in": jsonl(*({"id": 1, "prompt": "Tim Cook runs Apple.", "solution": json.dumps(GRAPH)},) * 2)},
      CONVERT, ["rows 0 and 1", "'1'"]),
     ("prediction id not a string", {"gold.jsonl": GOLD, "pred.jsonl": jsonl({"id": True, "graph": GRAPH})}, SCORE, ["pred.jsonl:1:", "'id'"]),
+    ("flag that fire reads as a bool", {}, ["convert", "--input", "True", "--output", "{d}/out.jsonl"], ["--input", "True"]),
     ("malformed prediction line", {"gold.jsonl": GOLD, "pred.jsonl": "{\n"}, SCORE, ["pred.jsonl:1:", "not valid JSON"]),
     ("unwritable output", {"in": GOLD}, ["convert", "--input", "{d}/in", "--output", "{d}/in/out.jsonl"], ["cannot write", "in/out.jsonl"]),
     ("input is a directory", {}, ["convert", "--input", "{d}", "--output", "{d}/out.jsonl"], ["is a directory"]),
