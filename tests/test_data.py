@@ -142,6 +142,11 @@ def test_conll04_test_counts_and_grounding():
     for e in examples:  # all spans in their texts, all types given, no dangling relation; only repeats allowed
         assert {v.kind for v in e.violations()} <= {"duplicate_entity", "duplicate_relation"}, e.id
     assert len({e.id for e in examples}) == 288
+    # augmented CoNLL04 stays valid too (repeated mentions aside), with some targets emptied
+    augmented = augment(examples, AugmentConfig(copies=2, keep_original=False), seed=3)
+    for e in augmented:
+        assert {v.kind for v in e.violations()} <= {"duplicate_entity", "duplicate_relation"}, e.id
+    assert sum(e.graph.is_empty for e in augmented) > sum(e.graph.is_empty for e in examples) * 2
 
 
 # --- open-r1-text2graph -----------------------------------------------------------------------
