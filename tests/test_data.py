@@ -170,6 +170,15 @@ def test_text2graph_rows(capsys):
     assert "kept 2 of 5 rows" in capsys.readouterr().err
 
 
+def test_text2graph_jsonl_with_unicode_line_separators(tmp_path):
+    text = "Marie Curie\u2028worked in Paris.\u0085"
+    solution = {"entities": [{"text": "Paris", "type": "city"}], "relations": []}
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"prompt": text, "solution": solution}, ensure_ascii=False) + "\r\n", encoding="utf-8")
+    (ex,) = load_examples(path)
+    assert ex.text == text and ex.graph.entities[0].text == "Paris"
+
+
 # --- augmentation -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
