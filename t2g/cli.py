@@ -83,6 +83,11 @@ def generate(input: str, output: str, base_url: str, model: str, entity_types=No
     from t2g.generate import GenerateConfig, generate as run
 
     options = dict(locals())
+    for name in ("input", "output", "base_url", "model", "structured", "text_field", "id_field", "txt_split",
+                 "split", "api_key_env"):
+        options[name] = _text(options[name], f"--{name}")
+    for name in ("reasoning_model", "reasoning_base_url"):
+        options[name] = None if options[name] is None else _text(options[name], f"--{name}")
     options["entity_types"] = _type_names(entity_types, "--entity_types")
     options["relation_types"] = _type_names(relation_types, "--relation_types")
     del options["run"], options["GenerateConfig"]
