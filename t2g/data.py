@@ -137,7 +137,16 @@ def decode_line(raw: bytes, where: str) -> str:
 
 
 def write_jsonl(path: str | os.PathLike, examples: Iterable[Example]) -> int:
-    return write_jsonl_atomic(path, (ex.to_dict() for ex in examples))
+    return write_jsonl_atomic(path, (_writable(ex) for ex in examples))
+
+
+def _writable(ex: Example) -> dict:
+    row = ex.to_dict()
+    try:  # a JSON escape like "\ud800" decodes to a lone surrogate, which UTF-8 cannot hold
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"example {ex.id!r}: holds {exc.object[exc.start:exc.end]!r}, an unpaired UTF-16 surrogate; fix the source data") from None
+    return row
 
 
 def check_grounded(examples: Sequence[Example], source: str) -> None:

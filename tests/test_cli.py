@@ -162,6 +162,7 @@ BAD_INPUTS = [
     ("duplicate id", {"in": GOLD + jsonl(row("a"))}, CONVERT, ["in:2:", "duplicate id 'a'", "first on line 1"]),
     ("empty text", {"in": jsonl(row("a", text="  "))}, CONVERT, ["in:1:", "'text' is empty"]),
     ("not utf-8", {"in": GOLD.encode() + b'{"id": "\xff"}\n'}, CONVERT + ["--format", "canonical"], ["in:2:", "not UTF-8"]),
+    ("lone surrogate escape", {"in": jsonl(row("a", text="Tim Cook runs Apple. \ud800"))}, CONVERT, ["'a'", "surrogate"]),
     ("spert span out of range", {"in": json.dumps([{"tokens": ["a", "b"], "entities": [{"type": "Peop", "start": 1, "end": 5}]}])},
      CONVERT, ["item 0", "entities[0]", "[1, 5)", "2 tokens"]),
     ("spert relation index out of range", {"in": json.dumps([dict(SPERT_OK, relations=[{"type": "Kill", "head": 0, "tail": 3}])])},
