@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -94,6 +95,8 @@ class Example:
             # it goes inside <think>...</think> in the SFT target; a tag in it would break that target
             raise DataError(f"{where}: field 'reasoning' must not contain {THINK_OPEN} or {THINK_CLOSE}")
         descriptions = row.get("type_descriptions") or {}
+        if isinstance(descriptions, dict):  # rows from Arrow (HF datasets) carry every row's keys, None where absent
+            descriptions = {k: v for k, v in descriptions.items() if v is not None}
         if not isinstance(descriptions, dict) or not all(isinstance(v, str) for v in descriptions.values()):
             raise DataError(f"{where}: field 'type_descriptions' must map type names to strings")
         return cls(ex_id, text, types["entity_types"], types["relation_types"], graph, reasoning, descriptions)
@@ -191,9 +194,20 @@ def load_examples(source: str | os.PathLike, format: str = "auto", split: str = 
                 return unique_ids([Example.from_dict(r, f"{path}: item {i}") for i, r in enumerate(rows)], source)
             return read_jsonl(path)
         return unique_ids(convert.CONVERTERS[fmt](path, label_map=label_map), source)
-    if path.suffix in {".json", ".jsonl"} or os.sep in source or source.startswith("."):
+    if not _looks_like_hub_name(source):
         raise DataError(f"{source}: no such file")
     return unique_ids(convert.from_hub(source, split=split, format=format, label_map=label_map), source)
+
+
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def _looks_like_hub_name(source: str) -> bool:
+    """`owner/name` or `name`, not a path to a missing file (`data/x.jsonl`, `./x`, `existing_dir/x`)."""
+    if not _HUB_NAME.fullmatch(source) or Path(source).suffix in {".json", ".jsonl"}:
+        return False
+    parent = Path(source).parent
+    return parent == Path(".") or not parent.is_dir()
 
 
 def unique_ids(examples: list[Example], source: str) -> list[Example]:

@@ -179,6 +179,48 @@ def test_text2graph_jsonl_with_unicode_line_separators(tmp_path):
     assert ex.text == text and ex.graph.entities[0].text == "Paris"
 
 
+# --- HF hub (the hub itself replaced by an in-memory dataset: tests never reach the network) -----
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    tables: dict[str, list[dict]] = {}
+
+    def load_dataset(name, split="train"):
+        if name not in tables:
+            raise FileNotFoundError(f"Dataset '{name}' doesn't exist on the Hub")
+        return datasets.Dataset.from_list(tables[name])
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return tables
+
+
+def test_from_hub(fake_hub):
+    fake_hub["me/canonical"] = [row("a", type_descriptions={"person": "a human"}), row("b", type_descriptions={"organization": "a company"})]
+    fake_hub["me/t2g"] = [{"prompt": "Tim Cook runs Apple.", "solution": json.dumps(row()["graph"])}]
+    fake_hub["me/other"] = [{"sentence": "x"}]
+    fake_hub["me/dups"] = [row("a"), row("a")]
+    a, b = load_examples("me/canonical")
+    assert a.to_dict() == row("a", type_descriptions={"person": "a human"})  # Arrow's None-filled keys dropped
+    assert b.type_descriptions == {"organization": "a company"}
+    (t,) = load_examples("me/t2g")
+    assert t.graph == Graph.from_dict(row()["graph"])
+    with pytest.raises(DataError, match="neither canonical nor text2graph; pass --format"):
+        load_examples("me/other")
+    with pytest.raises(DataError, match="share the id 'a'"):
+        load_examples("me/dups")
+    with pytest.raises(DataError, match="could not load split 'train'.*local file"):
+        load_examples("me/missing")
+
+
+@pytest.mark.parametrize("source", ["data/x", "data/x.jsonl", "x.json", "./x", "../x", "~/x", "a b"])
+def test_missing_local_paths_are_not_sent_to_the_hub(source, fake_hub, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    with pytest.raises(DataError, match="no such file"):
+        load_examples(source)
+
+
 # --- augmentation -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
