@@ -163,7 +163,9 @@ def test_prompt_is_versioned_and_lists_the_given_types():
     user = messages[1]["content"]
     assert "person, organization" in user and "works for" in user and "Tim Cook runs Apple." in user
     assert "<think>" not in user
-    assert '{"entities": [], "relations": []}' in messages[0]["content"]  # the empty answer is spelled out
+    system = messages[0]["content"]
+    assert '{"entities": [], "relations": []}' in system  # the empty answer is spelled out
+    assert "only the given entity types" in system.lower() and "verbatim" in system.lower()
     assert "(none)" in build_messages("x", [], [])[1]["content"]
 
 
