@@ -159,8 +159,8 @@ def from_spert(path: str | Path, label_map: str = "auto") -> list[Example]:
         where = f"{path}: item {i}"
         if not isinstance(rec, dict) or not isinstance(rec.get("tokens"), list) or not isinstance(rec.get("entities"), list):
             raise DataError(f"{where}: expected an object with 'tokens' and 'entities' lists (SpERT format)")
-        if not rec["tokens"] or not all(isinstance(t, str) and t.strip() for t in rec["tokens"]):
-            raise DataError(f"{where}: 'tokens' must be a non-empty list of non-empty strings")
+        if not all(isinstance(t, str) for t in rec["tokens"]) or not "".join(rec["tokens"]).strip():
+            raise DataError(f"{where}: 'tokens' must be a list of strings with some text")
         if not isinstance(rec.get("relations", []), list):
             raise DataError(f"{where}: 'relations' must be a list")
         for kind, items, labels in (("entities", rec["entities"], ent_labels), ("relations", rec.get("relations", []), rel_labels)):
@@ -180,7 +180,10 @@ def from_spert(path: str | Path, label_map: str = "auto") -> list[Example]:
             start, end = ent.get("start"), ent.get("end")
             if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(tokens)):
                 raise DataError(f"{where}: entities[{j}] has span [{start}, {end}) outside the {len(tokens)} tokens")
-            entities.append(Entity(" ".join(tokens[start:end]), labels["entities"][ent["type"]]))
+            span = " ".join(tokens[start:end])
+            if not span.strip():
+                raise DataError(f"{where}: entities[{j}] spans only whitespace tokens [{start}, {end})")
+            entities.append(Entity(span, labels["entities"][ent["type"]]))
         relations = []
         for j, rel in enumerate(rec.get("relations", [])):
             head, tail = rel.get("head"), rel.get("tail")
