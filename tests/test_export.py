@@ -46,7 +46,8 @@ def llama_cpp():
 @pytest.fixture(scope="module")
 def tiny_ggufs(tiny_model_dir, tmp_path_factory, llama_cpp):
     out = tmp_path_factory.mktemp("ggufs")
-    paths, fallback = write_ggufs(tiny_model_dir, out, "tiny", ["f32", "q8_0", "q4_k_m"], llama_cpp)
+    paths, fallback, repair = write_ggufs(tiny_model_dir, out, "tiny", ["f32", "q8_0", "q4_k_m"], llama_cpp)
+    assert repair is None
     return dict(zip(["f32", "q8_0", "q4_k_m"], paths)), fallback
 
 
@@ -351,6 +352,35 @@ def test_smollm2_exports_with_a_faithful_modelfile(smollm2_hf_dir, tmp_path, lla
     manifest = export_model(str(smollm2_hf_dir), tmp_path, quant="q8_0", hf=False, llama_cpp=str(llama_cpp.root),
                             parity_limit=0, name="smollm2")
     assert manifest["ggufs"] == ["smollm2-q8_0.gguf"] and manifest["pretokenizer_fallback"] is None
-    assert manifest["tokenization"]["identical"]
+    assert manifest["tokenization"]["identical"]  # llama.cpp tokenizes like the HF folder's own tokenizer
+    from gguf import GGUFReader
+
+    fields = GGUFReader(tmp_path / "smollm2-q8_0.gguf").fields
+    value = lambda key: bytes(fields[key].parts[fields[key].data[0]]).decode()
+    # As in the GGUF SmolLM2 ships with: a GPT-2 style BPE with llama.cpp's "smollm" pre-tokenizer.
+    assert (value("tokenizer.ggml.model"), value("tokenizer.ggml.pre")) == ("gpt2", "smollm")
     modelfile = (tmp_path / "Modelfile").read_text()
     assert 'PARAMETER stop "<|im_end|>"' in modelfile and "FROM ./smollm2-q8_0.gguf" in modelfile
+
+
+@pytest.mark.parametrize("model,pre,expected", [
+    ({"type": "BPE", "byte_fallback": True}, {"type": "ByteLevel"}, True),  # transformers' rebuild of a GGUF tokenizer
+    ({"type": "BPE", "byte_fallback": True}, {"type": "Sequence", "pretokenizers": [{"type": "Digits"}, {"type": "ByteLevel"}]}, True),
+    ({"type": "BPE", "byte_fallback": False}, {"type": "ByteLevel"}, False),  # a normal byte-level BPE
+    ({"type": "BPE", "byte_fallback": True}, {"type": "Metaspace"}, False),  # a real SentencePiece-style BPE (Llama 2)
+    ({"type": "Unigram"}, {"type": "ByteLevel"}, False),
+])
+def test_byte_fallback_repair_is_narrow(model, pre, expected):
+    from t2g.export.gguf_convert import misdeclared_byte_fallback
+
+    assert misdeclared_byte_fallback({"model": model, "pre_tokenizer": pre}) is expected
+
+
+def test_a_gguf_llama_cpp_cannot_load_is_an_error_not_a_crash(tmp_path):
+    pytest.importorskip("llama_cpp")
+    from t2g.export.gguf_convert import gguf_tokenize
+
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ExportError, match="llama.cpp cannot load the tokenizer of bad.gguf"):
+        gguf_tokenize(bad, ["hello"])

@@ -39,6 +39,7 @@ class ConvertResult:
     path: Path
     outtype: str
     pretokenizer_fallback: str | None  # llama.cpp pre-tokenizer name assumed for an unknown hash
+    tokenizer_repair: str | None = None  # what was changed in a staged copy of tokenizer.json, if anything
 
 
 def normalize_type(name: str) -> str:
@@ -77,21 +78,64 @@ def _run(cmd: Sequence[str], what: str, env: dict | None = None) -> str:
     return proc.stdout
 
 
+def misdeclared_byte_fallback(tokenizer_json: dict) -> bool:
+    """A byte-level BPE (every byte is a token) that also declares SentencePiece-style byte fallback.
+
+    transformers writes this shape when it rebuilds a GPT-2-style tokenizer from a GGUF (our SmolLM2
+    folder is made that way, and so is every adapter trained on it). llama.cpp's Llama converter then
+    takes it for a SentencePiece vocabulary and writes a GGUF whose tokenizer llama.cpp cannot load.
+    """
+    model, pre = tokenizer_json.get("model") or {}, tokenizer_json.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    return (model.get("type") == "BPE" and bool(model.get("byte_fallback"))
+            and any(step.get("type") == "ByteLevel" for step in steps))
+
+
+@contextmanager
+def conversion_source(hf_dir: Path, scratch: Path) -> Iterator[tuple[Path, str | None]]:
+    """`hf_dir`, or a staged copy (links + a repaired tokenizer.json) when the tokenizer is misdeclared.
+
+    The repair only removes the byte-fallback flag and the SentencePiece decoder steps, which a
+    byte-level BPE never uses; HF tokenisation is unchanged, and the exporter checks afterwards that
+    llama.cpp tokenizes exactly like the original HF tokenizer.
+    """
+    import json
+    import shutil
+
+    path = hf_dir / "tokenizer.json"
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not misdeclared_byte_fallback(data):
+        yield hf_dir, None
+        return
+    staged = Path(tempfile.mkdtemp(prefix=".convert-src-", dir=scratch))
+    try:
+        for item in hf_dir.iterdir():
+            if item.name != "tokenizer.json":
+                (staged / item.name).symlink_to(item.resolve())
+        data["model"]["byte_fallback"] = False
+        data["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+        (staged / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        yield staged, "byte-level BPE declared byte_fallback: converted without it (ByteLevel decoder)"
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
 def convert_hf_to_gguf(hf_dir: Path, out_path: Path, outtype: str, llama_cpp: LlamaCpp,
                        pretokenizer: str = "auto") -> ConvertResult:
     """Convert an HF model folder with llama.cpp's converter (see `_convert_main` for `pretokenizer`)."""
     if outtype not in CONVERTER_TYPES:
         raise ExportError(f"the converter writes {', '.join(CONVERTER_TYPES)}, not {outtype}; use quantize_gguf")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # the converter must never reach for the hub
-    with atomic_target(out_path) as tmp:
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with conversion_source(hf_dir, out_path.parent) as (source, repair), atomic_target(out_path) as tmp:
         cmd = [sys.executable, str(_SHIM), str(llama_cpp.root), pretokenizer, "--",
-               str(hf_dir), "--outtype", outtype, "--outfile", str(tmp)]
+               str(source), "--outtype", outtype, "--outfile", str(tmp)]
         log = _run(cmd, f"llama.cpp converter ({llama_cpp.converter}, from {llama_cpp.source})", env)
     fallback = None
     for line in log.splitlines():
         if line.startswith("T2G_PRETOKENIZER_FALLBACK="):
             fallback = line.split("=", 1)[1].strip()
-    return ConvertResult(out_path, outtype, fallback)
+    return ConvertResult(out_path, outtype, fallback, repair)
 
 
 _QUANTIZE_PY = """
@@ -132,12 +176,23 @@ def quantize_gguf(src: Path, out_path: Path, quant: str, llama_cpp: LlamaCpp | N
     return out_path
 
 
-def gguf_tokenize(gguf_path: Path, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids as llama.cpp itself tokenizes (vocab only, no special-token parsing like HF's plain text)."""
-    from llama_cpp import Llama
+_TOKENIZE_PY = """
+import json, sys
+from llama_cpp import Llama
+llm = Llama(model_path=sys.argv[1], vocab_only=True, verbose=False)
+texts = json.loads(sys.stdin.read())
+print(json.dumps([llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in texts]))
+"""
 
-    llm = Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
-    try:
-        return [llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in texts]
-    finally:
-        llm.close()
+
+def gguf_tokenize(gguf_path: Path, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids as llama.cpp tokenizes `texts` (special tokens parsed, as HF does), in a subprocess:
+    a GGUF with a broken vocabulary makes llama.cpp abort the whole process, which must become an error."""
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", _TOKENIZE_PY, str(gguf_path)], input=json.dumps(texts),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
+        raise ExportError(f"llama.cpp cannot load the tokenizer of {gguf_path.name} (exit {proc.returncode}):\n{tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -66,13 +66,15 @@ def _intermediate_type(hf_dir: Path) -> str:
 
 
 def write_ggufs(hf_dir: Path, out: Path, name: str, quants: Sequence[str], llama_cpp: LlamaCpp,
-                pretokenizer: str = "auto") -> tuple[list[Path], str | None]:
-    """All requested GGUFs (in request order) and the pre-tokenizer name assumed, if any."""
+                pretokenizer: str = "auto") -> tuple[list[Path], str | None, str | None]:
+    """All requested GGUFs (in request order), the pre-tokenizer name assumed and the tokenizer repair, if any."""
     paths: dict[str, Path] = {}
     fallback = None
+    repairs: set[str | None] = set()
     for q in [q for q in quants if q in CONVERTER_TYPES]:
         result = convert_hf_to_gguf(hf_dir, out / f"{name}-{q}.gguf", q, llama_cpp, pretokenizer)
         paths[q], fallback = result.path, result.pretokenizer_fallback or fallback
+        repairs.add(result.tokenizer_repair)
     kquants = [q for q in quants if q not in CONVERTER_TYPES]
     if kquants:
         base_type = _intermediate_type(hf_dir)
@@ -82,13 +84,14 @@ def write_ggufs(hf_dir: Path, out: Path, name: str, quants: Sequence[str], llama
         if temporary:
             result = convert_hf_to_gguf(hf_dir, out / f".{name}-{base_type}.intermediate", base_type, llama_cpp, pretokenizer)
             base, fallback = result.path, result.pretokenizer_fallback or fallback
+            repairs.add(result.tokenizer_repair)
         try:
             for q in kquants:
                 paths[q] = quantize_gguf(base, out / f"{name}-{q}.gguf", q, llama_cpp)
         finally:
             if temporary:
                 base.unlink(missing_ok=True)
-    return [paths[q] for q in quants], fallback
+    return [paths[q] for q in quants], fallback, next((r for r in repairs if r), None)
 
 
 def check_tokenization(gguf: Path, tokenizer) -> dict[str, Any]:
@@ -199,7 +202,7 @@ def _gguf_outputs(hf_dir: Path, out: Path, name: str, quants: list[str], lc: Lla
     if not quants:
         return {}
     print(f"t2g export: {', '.join(quants)} with {lc.converter} (from {lc.source})", file=sys.stderr)
-    ggufs, fallback = write_ggufs(hf_dir, out, name, quants, lc, pretokenizer)
+    ggufs, fallback, repair = write_ggufs(hf_dir, out, name, quants, lc, pretokenizer)
     tokenization = check_tokenization(ggufs[0], tokenizer)
     modelfile = build_modelfile(tokenizer, ggufs[0].name, _eos_ids(hf_dir), _num_ctx(hf_dir))
     write_text_atomic(out / "Modelfile", modelfile)
@@ -207,6 +210,7 @@ def _gguf_outputs(hf_dir: Path, out: Path, name: str, quants: list[str], lc: Lla
         "ggufs": [g.name for g in ggufs],
         "llama_cpp": {"root": str(lc.root), "found_by": lc.source},
         "pretokenizer_fallback": fallback,
+        "tokenizer_repair": repair,
         "tokenization": tokenization,
         "modelfile": "Modelfile",
     }
