@@ -122,16 +122,18 @@ def export(model: str, out: str | None = None, quant: str = "q8_0", base_model: 
     print(json.dumps({"out": str(target), **manifest}, indent=2))
 
 
-def fetch_llama_cpp(sdist: str | None = None, version: str | None = None, dest: str | None = None) -> None:
+def fetch_llama_cpp(sdist: str | None = None, version: str | None = None, dest: str | None = None,
+                    force: bool = False) -> None:
     """Unpack llama.cpp's GGUF converter from the llama-cpp-python source distribution (PyPI, not GitHub).
 
     Without --sdist it runs `pip download --no-deps --no-binary :all: llama-cpp-python==VERSION` (~77 MB);
-    with --sdist it uses that .tar.gz. Nothing is compiled. Example: t2g fetch-llama-cpp
+    with --sdist it uses that .tar.gz. Nothing is compiled; an existing copy is kept unless --force.
+    Example: t2g fetch-llama-cpp
     """
     from t2g.export.llamacpp import DEFAULT_SDIST_VERSION, fetch_llama_cpp as fetch
 
     with _export_errors():
-        found = fetch(sdist=sdist, version=version or DEFAULT_SDIST_VERSION, dest=dest)
+        found = fetch(sdist=sdist, version=version or DEFAULT_SDIST_VERSION, dest=dest, force=force)
     print(f"llama.cpp converter ready in {found.root}", file=sys.stderr)
 
 

@@ -149,9 +149,13 @@ def _extract_converter(sdist: Path, dest: Path) -> Path:
 
 
 def fetch_llama_cpp(sdist: str | os.PathLike | None = None, version: str = DEFAULT_SDIST_VERSION,
-                    dest: str | os.PathLike | None = None) -> LlamaCpp:
-    """Unpack llama.cpp's converter from the llama-cpp-python sdist (downloaded from PyPI unless given)."""
+                    dest: str | os.PathLike | None = None, force: bool = False) -> LlamaCpp:
+    """Unpack llama.cpp's converter from the llama-cpp-python sdist (downloaded from PyPI unless given).
+
+    Idempotent: an existing converter in `dest` is kept unless `force` (or an explicit `sdist`)."""
     dest = Path(dest) if dest else default_fetch_dir()
+    if sdist is None and not force and _usable(dest) is not None:
+        return LlamaCpp(root=dest, source=str(dest))
     if sdist is None:
         with tempfile.TemporaryDirectory(prefix="t2g-sdist-") as tmp:
             root = _extract_converter(_download_sdist(version, Path(tmp)), dest)
