@@ -11,13 +11,14 @@ from __future__ import annotations
 import torch
 
 OUTPUT_NAMES = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
-ROWS_PER_CHUNK = 1024  # bounds the [rows, vocab] logits held at once
+LOGIT_ELEMENTS_PER_CHUNK = 16 * 1024 * 1024  # bounds the fp32 [rows, vocab] logits held at once (64 MB)
 
 
 def _logits(hidden, weight, bias, temperature, softcap, logit_scale):
-    z = hidden @ weight.t()
+    # In the activations' dtype (a 4-bit model can keep a bf16 head beside fp32 activations), then fp32.
+    z = hidden @ weight.to(hidden.dtype).t()
     if bias is not None:
-        z = z + bias
+        z = z + bias.to(hidden.dtype)
     z = z.float() * (1.0 if logit_scale is None else logit_scale)
     if softcap is not None:
         z = softcap * torch.tanh(z / softcap)
@@ -33,10 +34,11 @@ def torch_log_probs(hidden, weight, bias, targets, temperature, chunk_size=None,
         hidden, weight = hidden.to(dtype), weight.to(dtype)
         bias = bias.to(dtype) if bias is not None else None
     parts: dict[str, list] = {name: [] for name in OUTPUT_NAMES}
-    for start in range(0, max(hidden.shape[0], 1), ROWS_PER_CHUNK):
-        z = _logits(hidden[start:start + ROWS_PER_CHUNK], weight, bias, temperature, final_logit_softcapping, logit_scale)
+    rows = max(1, LOGIT_ELEMENTS_PER_CHUNK // weight.shape[0])
+    for start in range(0, max(hidden.shape[0], 1), rows):
+        z = _logits(hidden[start:start + rows], weight, bias, temperature, final_logit_softcapping, logit_scale)
         logp = torch.log_softmax(z, dim=-1)
-        t = targets[start:start + ROWS_PER_CHUNK]
+        t = targets[start:start + rows]
         parts["log_probs"].append(logp.gather(-1, t.unsqueeze(-1)).squeeze(-1))
         if "entropy" in outputs:
             parts["entropy"].append(-(logp.exp() * logp).sum(-1))

@@ -125,9 +125,23 @@ def load(cfg: TrainConfig, adapter: str | Path | None = None) -> LoadedModel:
     return loaded
 
 
+FULLY_TRAINED = ("embed_tokens", "lm_head")
+
+
 def _lora_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     return dict(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                 target_modules=list(cfg.lora_target_modules))
+
+
+def _hf_lora_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """As unsloth does: embed_tokens / lm_head in the targets are trained in full (modules_to_save),
+    since TRL reads lm_head.weight directly and a LoRA on it would never train."""
+    kwargs = _lora_kwargs(cfg)
+    full = [m for m in kwargs["target_modules"] if m in FULLY_TRAINED]
+    if full:
+        kwargs["target_modules"] = [m for m in kwargs["target_modules"] if m not in FULLY_TRAINED]
+        kwargs["modules_to_save"] = full
+    return kwargs
 
 
 def _load_unsloth(cfg: TrainConfig, name: str, adapter: str | Path | None) -> LoadedModel:
@@ -181,7 +195,7 @@ def _load_hf(cfg: TrainConfig, name: str, adapter: str | Path | None) -> LoadedM
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
     else:
         torch.manual_seed(cfg.seed)  # LoRA's A matrices are random: same seed, same start
-        model = get_peft_model(model, LoraConfig(**_lora_kwargs(cfg), bias="none", task_type="CAUSAL_LM"))
+        model = get_peft_model(model, LoraConfig(**_hf_lora_kwargs(cfg), bias="none", task_type="CAUSAL_LM"))
     tok = load_tokenizer(cfg, name)
     _fix_tokenizer(tok)
     return LoadedModel(model, tok, "hf", name, quantized)
