@@ -70,13 +70,14 @@ def gbnf_grammar(entity_types: Sequence[str], relation_types: Sequence[str]) -> 
         'root ::= "{" ws "\\"entities\\"" ws ":" ws entities ws "," ws "\\"relations\\"" ws ":" ws relations ws "}"',
         _list_rule("entities", "entity", bool(ents)),
         _list_rule("relations", "relation", bool(rels)),
-        'entity ::= "{" ws "\\"text\\"" ws ":" ws string ws "," ws "\\"type\\"" ws ":" ws entity-type ws "}"',
-        'relation ::= "{" ws "\\"head\\"" ws ":" ws string ws "," ws "\\"tail\\"" ws ":" ws string ws ","'
-        ' ws "\\"type\\"" ws ":" ws relation-type ws "}"',
     ]
+    # Item rules only for a non-empty type list: llama.cpp rejects a grammar with unused undefined rules.
     if ents:
+        rules.append('entity ::= "{" ws "\\"text\\"" ws ":" ws string ws "," ws "\\"type\\"" ws ":" ws entity-type ws "}"')
         rules.append(_enum_rule("entity-type", ents))
     if rels:
+        rules.append('relation ::= "{" ws "\\"head\\"" ws ":" ws string ws "," ws "\\"tail\\"" ws ":" ws string ws ","'
+                     ' ws "\\"type\\"" ws ":" ws relation-type ws "}"')
         rules.append(_enum_rule("relation-type", rels))
     return "\n".join(rules) + "\n" + _WS + "\n" + _STRING_RULES.strip() + "\n"
 

@@ -5,8 +5,9 @@
     t2g evaluate --model qwen2.5:1.5b --backend openai --base_url http://127.0.0.1:11434/v1 --data ... --out ...
 
 The predictions are written first and the report is computed FROM THAT FILE with
-`t2g.predictions` (the code behind `t2g score`) and `t2g.scoring`, so `t2g score --gold D --pred
-DIR/predictions.jsonl` reproduces every P/R/F1 in the report. The output diagnostics (hallucinated
+`t2g.predictions` (the code behind `t2g score`) and `t2g.scoring`, so `t2g score --gold
+DIR/gold.jsonl --pred DIR/predictions.jsonl` reproduces every P/R/F1 in the report (gold.jsonl holds
+the evaluated examples, after --limit, in the canonical format). The output diagnostics (hallucinated
 spans, out-of-schema types, dangling relations) come from `t2g.schema.validate_graph`, the same
 validation the rewards use. Decoding is greedy: the same model, data and backend give the same report.
 """
@@ -19,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from t2g.data import DataError, Example, load_examples
+from t2g.data import DataError, Example, load_examples, write_jsonl
 from t2g.inference import Extraction, Extractor, load_backend, make_request, progress_bar, resolve_model
 from t2g.io import atomic_open, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from t2g.predictions import read_predictions, score_predictions
@@ -30,6 +31,7 @@ from t2g.schema import (
 )
 
 PREDICTIONS = "predictions.jsonl"
+GOLD = "gold.jsonl"  # the evaluated examples (after --limit), so `t2g score` sees exactly the same set
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 CHART = "per_type_f1.png"
@@ -64,12 +66,13 @@ def evaluate(
     load_s = time.perf_counter() - start
     requests = [make_request(ex.text, ex.entity_types, ex.relation_types, ex.type_descriptions) for ex in examples]
     start = time.perf_counter()
-    with progress_bar(len(requests), "evaluate") if progress else _NoBar() as bar:
+    with progress_bar(len(requests), "evaluate", enabled=progress) as bar:
         results = runner.run(requests, progress=bar.update)
     generate_s = time.perf_counter() - start
 
     out_dir = Path(out)
     pred_path = out_dir / PREDICTIONS
+    write_jsonl(out_dir / GOLD, examples)
     write_jsonl_atomic(pred_path, (prediction_row(ex, r) for ex, r in zip(examples, results)))
     report = build_report(examples, results, pred_path)
     report["run"] = {
@@ -83,17 +86,6 @@ def evaluate(
     write_text_atomic(out_dir / REPORT_MD, render_markdown(report))
     write_chart(out_dir / CHART, report)
     return report
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        pass
-
-    def update(self, n: int) -> None:
-        pass
 
 
 def _load(data: str, limit: int | None) -> list[Example]:

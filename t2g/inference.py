@@ -20,7 +20,6 @@ merged into one. Decoding is greedy everywhere, so results are deterministic for
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,7 +175,8 @@ class Extractor:
     chunk_overlap: int = 32
     _overheads: dict = field(default_factory=dict, repr=False)
 
-    def run(self, requests: Sequence[Request], progress: Callable[[int], None] | None = None) -> list[Extraction]:
+    def run(self, requests: Sequence[Request], progress: Callable[[int, int], None] | None = None) -> list[Extraction]:
+        """One Extraction per request, in order. progress(n_done_now, n_jobs) after each batch (jobs = chunks)."""
         jobs = [(i, part) for i, r in enumerate(requests) for part in self._split(r)]
         # Similar lengths together: less padding for HF batches, nothing lost elsewhere.
         order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][1].text))
@@ -188,7 +188,7 @@ class Extractor:
             for j, gen in zip(batch, outs):
                 generations[j] = gen
             if progress:
-                progress(len(batch))
+                progress(len(batch), len(jobs))
         per_request: list[list[Generation]] = [[] for _ in requests]
         for (i, _), gen in zip(jobs, generations):
             per_request[i].append(gen)
@@ -282,8 +282,39 @@ def extract(
     return runner.run(requests)
 
 
-def progress_bar(total: int, desc: str):
-    """A tqdm bar on stderr (disabled when stderr is not a terminal and T2G_PROGRESS is unset)."""
-    from tqdm import tqdm
+class progress_bar:
+    """A tqdm bar on stderr (off when stderr is not a terminal); `update(n, total)` fits Extractor.run."""
 
-    return tqdm(total=total, desc=desc, unit="text", file=sys.stderr, disable=None if not os.environ.get("T2G_PROGRESS") else False)
+    def __init__(self, total: int, desc: str, enabled: bool = True):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="request", file=sys.stderr, disable=None if enabled else True)
+
+    def __enter__(self) -> "progress_bar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.close()
+
+    def update(self, n: int, total: int) -> None:
+        if self.bar.total != total:  # chunking turned some texts into several requests
+            self.bar.total = total
+        self.bar.update(n)
+
+
+# Constructor options each backend takes, so that a flag meant for another backend is an error, not a no-op.
+BACKEND_OPTIONS = {
+    "hf": ("device", "dtype", "trust_remote_code"),
+    "llama.cpp": ("n_ctx", "n_threads", "n_gpu_layers", "extra_buffers", "grammar_mode"),
+    "openai": ("api_key_env", "timeout", "retries", "backoff", "concurrency", "schema_style"),
+}
+
+
+def backend_options(backend: str, given: Mapping[str, Any]) -> dict:
+    """The options that were set (not None), checked against what `backend` takes."""
+    options = {k: v for k, v in given.items() if v is not None}
+    wrong = sorted(k for k in options if k not in BACKEND_OPTIONS[backend])
+    if wrong:
+        raise ValueError(f"--{wrong[0]} does not apply to --backend={backend} (its options: "
+                         f"{', '.join('--' + o for o in BACKEND_OPTIONS[backend])})")
+    return options
