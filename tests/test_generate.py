@@ -426,7 +426,7 @@ def test_real_llama_cpp_server_small_run_validates(tmp_path):
     with llama_server(smollm2_gguf_path()) as url:
         report = generate(config(tmp_path, url, input=str(write_texts(tmp_path, texts)), model="smollm2",
                                  structured="json_object", ground_spans=True, max_tokens=80, concurrency=2,
-                                 timeout=60, augment_copies=1))
+                                 timeout=180, augment_copies=1))
     assert report["failed_rows"] == 0 and report["teacher"]["answered_now"] == 3
     assert report["examples_kept"] + sum(report["dropped_after_teacher"].values()) == 3
     assert report["examples_kept"] >= 1  # grounded, typed spans: SmolLM2 gets at least one right
