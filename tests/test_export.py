@@ -99,15 +99,14 @@ def test_llama_cpp_tokenizes_and_scores_like_hf(tiny_model_dir, tiny_ggufs):
     from llama_cpp import Llama
     from transformers import AutoModelForCausalLM
 
-    from t2g.llamacpp import extra_buffers
 
     paths, _ = tiny_ggufs
     tok = _tokenizer(tiny_model_dir)
     assert check_tokenization(paths["q4_k_m"], tok) == {"checked": True, "texts": 5, "identical": True}
     _, ids = _prompt_ids(tok)
     reference = _logits(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), ids).numpy()
-    with extra_buffers(False):
-        llm = Llama(model_path=str(paths["f32"]), n_ctx=1024, logits_all=True, verbose=False)
+    # f32 weights: llama.cpp's CPU repacking (which crashes some quant types on our AMX CPUs) does not apply.
+    llm = Llama(model_path=str(paths["f32"]), n_ctx=1024, logits_all=True, verbose=False)
     try:
         llm.eval(ids)
         scores = np.array(llm.scores[: len(ids)])
@@ -280,7 +279,8 @@ def test_an_interrupt_while_writing_removes_the_partial_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_adapter(tiny_model_dir, tmp_path_factory) -> Path:
-    """A LoRA adapter with non-zero B matrices, so that merging visibly changes the model."""
+    """A run directory's adapter: LoRA with non-zero B matrices (merging visibly changes the model),
+    the base recorded only in the run's config.json (the adapter's own base name is useless)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -288,21 +288,30 @@ def tiny_adapter(tiny_model_dir, tmp_path_factory) -> Path:
     torch.manual_seed(1)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    out = tmp_path_factory.mktemp("run") / "adapter"
-    model.save_pretrained(out)
-    _tokenizer(tiny_model_dir).save_pretrained(out)
-    return out
+    run = tmp_path_factory.mktemp("run")
+    adapter = run / "grpo" / "adapter"  # the layout t2g.runs gives a run; sft/adapter is older
+    model.save_pretrained(adapter)
+    _tokenizer(tiny_model_dir).save_pretrained(adapter)
+    adapter_config = adapter / "adapter_config.json"
+    adapter_config.write_text(json.dumps({**json.loads(adapter_config.read_text()), "base_model_name_or_path": "/nonexistent/base"}))
+    (run / "config.json").write_text(json.dumps({"model": str(tiny_model_dir), "run_name": "tiny"}))
+    (run / "sft" / "adapter").mkdir(parents=True)  # an older stage's (here: unusable) adapter is not picked
+    return adapter
 
 
-def test_export_model_from_an_adapter_writes_everything(tiny_model_dir, tiny_adapter, tmp_path, llama_cpp):
+def test_export_run_writes_everything(tiny_model_dir, tiny_adapter, llama_cpp):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    out = tmp_path / "export"
-    manifest = export_model(str(tiny_adapter), out, quant="q8_0,q4_k_m", merged_dtype="f32", llama_cpp=str(llama_cpp.root),
-                            parity_limit=2, parity_max_new_tokens=8)
-    run = tiny_adapter.parent.name  # files are named after the run, not after its "adapter" folder
+    from t2g.export import export_run
+
+    run_dir = tiny_adapter.parent.parent
+    out = run_dir / "export"
+    manifest = export_run(run_dir, quant=("q8_0", "q4_k_m"), merged_dtype="f32", llama_cpp=str(llama_cpp.root),
+                          parity_limit=2, parity_max_new_tokens=8)
+    assert manifest["base"] == str(tiny_model_dir) and manifest["adapter"] == str(tiny_adapter)
+    run = run_dir.name  # files are named after the run, not after its adapter folder
     names = sorted(p.name for p in out.iterdir())
     assert names == ["Modelfile", "README.md", "export.json", "hf", "parity.json", f"{run}-q4_k_m.gguf", f"{run}-q8_0.gguf"]
     assert manifest["ggufs"] == [f"{run}-q8_0.gguf", f"{run}-q4_k_m.gguf"]
@@ -384,3 +393,13 @@ def test_a_gguf_llama_cpp_cannot_load_is_an_error_not_a_crash(tmp_path):
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(ExportError, match="llama.cpp cannot load the tokenizer of bad.gguf"):
         gguf_tokenize(bad, ["hello"])
+
+
+def test_adapter_only_export_copies_the_adapter_and_nothing_else(tiny_model_dir, tiny_adapter, tmp_path):
+    out = tmp_path / "export"
+    manifest = export_model(str(tiny_adapter), out, adapter_only=True, base_model=str(tiny_model_dir))
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "adapter", "export.json"]
+    assert manifest["adapter_dir"] == "adapter" and "ggufs" not in manifest
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json"):
+        assert (out / "adapter" / name).read_bytes() == (tiny_adapter / name).read_bytes()
+    assert "the LoRA adapter alone" in (out / "README.md").read_text()

@@ -164,13 +164,14 @@ def export_model(
     name = _safe_name(name) if name else _default_name(model)
     manifest: dict[str, Any] = {"model": model, "base": spec.path, "adapter": spec.adapter, "prompt_version": PROMPT_VERSION,
                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if adapter_only:
+    if adapter_only:  # the adapter alone: no merge, no GGUF (llama.cpp would need the base as GGUF too)
         if not spec.adapter:
             raise ExportError(f"--adapter_only: {model} has no LoRA adapter (it is a full model)")
         copy_adapter(spec.adapter, out / "adapter")
         manifest["adapter_dir"] = "adapter"
+        quants = []
     lc = find_llama_cpp(llama_cpp) if quants else None  # fail fast, before the (slow) merge
-    if quants or hf:
+    if quants or (hf and spec.adapter and not adapter_only):
         hf_dir = _hf_source(spec, out, hf and not adapter_only, merged_dtype, merge_to_hf)
         try:
             manifest.update(_gguf_outputs(hf_dir, out, name, quants, lc, pretokenizer, load_tokenizer(spec.path, spec.adapter)))
@@ -187,8 +188,9 @@ def export_model(
 
 
 def _hf_source(spec, out: Path, keep: bool, dtype: str, merge_to_hf) -> Path:
-    """The HF folder to convert: the model itself when it is a plain local folder, else a merge."""
-    if not spec.adapter and Path(spec.path).is_dir() and not keep:
+    """The HF folder to convert: the model itself when it is a plain local folder (nothing to merge),
+    else the adapter merged into its base (kept as `<out>/hf` when `keep`)."""
+    if not spec.adapter and Path(spec.path).is_dir():
         return Path(spec.path)
     target = out / "hf" if keep else out / f".merged-{int(time.time())}"
     print(f"t2g export: {'merging the adapter into' if spec.adapter else 'saving'} {dtype} weights -> {target}", file=sys.stderr)
@@ -242,6 +244,35 @@ def _write_card_and_manifest(out: Path, name: str, model: str, manifest: dict[st
     write_json_atomic(out / "export.json", manifest)
 
 
+def run_base_model(run_dir: Path) -> str | None:
+    """The base model a run trained on, as a loadable name: its config.json `model`, with the
+    training code's aliases (`embedded:smollm2`) resolved the way training resolved them."""
+    import json
+
+    config = run_dir / "config.json"
+    if not config.is_file():
+        return None
+    name = json.loads(config.read_text(encoding="utf-8")).get("model")
+    if not isinstance(name, str) or not name or "model_type" in json.loads(config.read_text(encoding="utf-8")):
+        return None
+    from t2g.models import resolve_model_name
+
+    return resolve_model_name(name)
+
+
+def run_adapter(run_dir: Path) -> Path | None:
+    """The run's final adapter, chosen as `t2g.runs.write_summary` chooses it: grpo's, else sft's."""
+    for stage in ("grpo", "sft"):
+        adapter = run_dir / stage / "adapter"
+        if (adapter / "adapter_config.json").is_file():
+            return adapter
+    return None
+
+
 def export_run(run_dir: str | Path, quant: str | Sequence[str] = ("q8_0",), parity_limit: int = 8, **options: Any) -> dict[str, Any]:
-    """The recipe's export stage: everything into `<run_dir>/export/`."""
-    return export_model(str(run_dir), Path(run_dir) / "export", quant=quant, parity_limit=parity_limit, **options)
+    """The recipe's export stage: everything into `<run_dir>/export/` (the run's adapter merged on its base)."""
+    run_dir = Path(run_dir)
+    options.setdefault("base_model", run_base_model(run_dir))
+    options.setdefault("name", run_dir.name)
+    source = run_adapter(run_dir) or run_dir  # else: whatever t2g.inference finds in the folder
+    return export_model(str(source), run_dir / "export", quant=quant, parity_limit=parity_limit, **options)
