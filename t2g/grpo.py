@@ -73,7 +73,7 @@ def run_grpo(session: Session) -> dict:
         args=grpo_config(cfg, run, list(weights)),
         train_dataset=Dataset.from_list(grpo_rows(session.examples, cfg)),
         processing_class=loaded.tokenizer,
-        callbacks=[SaveAtEnd()],
+        callbacks=[SaveAtEnd(), *session.callbacks],
     )
     rewards.RewardDiagnosticsCallback(funcs).install(trainer)  # diagnostics/* rates beside the rewards
     trainer.train(resume_from_checkpoint=resume_point(run, "grpo"))

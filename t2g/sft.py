@@ -46,7 +46,7 @@ def run_sft(session: Session) -> dict:
         args=sft_config(cfg, run),
         train_dataset=Dataset.from_list(sft_rows(session.examples, cfg)),
         processing_class=loaded.tokenizer,
-        callbacks=[SaveAtEnd()],
+        callbacks=[SaveAtEnd(), *session.callbacks],
     )
     trainer.train(resume_from_checkpoint=resume_point(run, "sft"))
     return close_stage(session, "sft", trainer)

@@ -34,6 +34,7 @@ class Session:
     model_name: str
     loaded: Any = None  # t2g.models.LoadedModel once loaded
     stages: dict[str, dict] = field(default_factory=dict)
+    callbacks: list = field(default_factory=list)  # extra TrainerCallbacks for every stage (benchmarks, tools)
     started: float = field(default_factory=time.time)
 
 

@@ -147,3 +147,61 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_ex
     # The trainer state carried on from checkpoint-2 (optimizer, scheduler and weights load with it).
     state = json.loads((out / "grpo" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4 and train_steps(state["log_history"]) == [1, 2, 3, 4]
+
+
+# ----------------------------------------------------------------------------------------------
+# The pieces, fast
+
+
+@pytest.mark.parametrize("softcap, scale, temperature", [(None, 1.0, 1.0), (30.0, 0.5, 0.7)])
+def test_cpu_log_probs_match_a_full_softmax(softcap, scale, temperature):
+    from t2g.cpu_compat import torch_log_probs
+
+    torch.manual_seed(0)
+    hidden = torch.randn(7, 16, requires_grad=True)
+    weight, bias, targets = torch.randn(50, 16), torch.randn(50), torch.randint(0, 50, (7,))
+    logp, entropy, _, _, is_top1 = torch_log_probs(hidden, weight, bias, targets, temperature, None, softcap, scale,
+                                                   outputs=("entropy", "is_top1"))
+    z = (hidden @ weight.t() + bias) * scale
+    if softcap:
+        z = softcap * torch.tanh(z / softcap)
+    ref = torch.log_softmax(z / temperature, -1)
+    assert torch.allclose(logp, ref.gather(-1, targets[:, None]).squeeze(-1), atol=1e-5)
+    assert torch.allclose(entropy, -(ref.exp() * ref).sum(-1), atol=1e-5)
+    assert torch.equal(is_top1, z.argmax(-1) == targets)
+    logp.sum().backward()
+    assert hidden.grad is not None and hidden.grad.abs().sum() > 0
+
+
+def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path):
+    from t2g.runs import last_complete_checkpoint
+
+    for step, complete in ((2, True), (4, True), (6, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
+    assert last_complete_checkpoint(tmp_path / "absent") is None
+
+
+def test_sample_log_keeps_names_and_records_every_n_steps(tmp_path):
+    from types import SimpleNamespace
+
+    from t2g.runs import Run, SampleLog
+
+    funcs, weights = rewards.build({"json_valid": 1.0, "entity_f1": 2.0})
+    printed: list[str] = []
+    log = SampleLog(Run(tmp_path, None), "grpo", every=2, weights=weights, print_fn=printed.append)
+    wrapped = log.wrap(funcs)
+    assert [f.__name__ for f in wrapped] == ["json_valid", "entity_f1"]
+    gold = '{"entities": [{"text": "Ada", "type": "person"}], "relations": []}'
+    batch = dict(prompts=["p", "p"], completions=[gold, "junk"], text=["Ada wrote."] * 2, entity_types=[["person"]] * 2,
+                 relation_types=[[]] * 2, graph=[gold] * 2, id=["a", "a"])
+    for step in range(4):
+        scores = [f(**batch, trainer_state=SimpleNamespace(global_step=step)) for f in wrapped]
+    assert scores == [[1.0, 0.0], [1.0, 0.0]]
+    rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 0, 2, 2]
+    assert rows[0]["rewards"] == {"json_valid": 1.0, "entity_f1": 1.0} and rows[0]["reward"] == 3.0
+    assert rows[1]["reward"] == 0.0 and len(printed) == 2
