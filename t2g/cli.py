@@ -158,8 +158,91 @@ class _export_errors:
         return False
 
 
+_BACKEND_FLAGS = ("device", "dtype", "n_ctx", "n_threads", "grammar_mode", "api_key_env", "timeout", "retries",
+                  "concurrency", "schema_style")
+
+
+def extract(text=None, entity_types=None, relation_types=None, input=None, output=None, model: str = "smollm2",
+            backend: str = "auto", constrained: bool = False, base_url=None, base_model=None, max_new_tokens: int = 512,
+            batch_size: int = 8, chunk_size=None, reasoning: bool = False, device=None, dtype=None, n_ctx=None,
+            n_threads=None, grammar_mode=None, api_key_env=None, timeout=None, retries=None, concurrency=None,
+            schema_style=None) -> None:
+    """Extract graphs: one text from flags (prints a JSON row), or a JSONL file in and out.
+
+    Examples:
+      t2g extract --text "Tim Cook runs Apple." --entity_types person,organization --relation_types "works for"
+      t2g extract --input texts.jsonl --output graphs.jsonl --entity_types person,location --relation_types "live in"
+      t2g extract --model runs/my-run --backend hf --input texts.jsonl --output graphs.jsonl --constrained=False
+    --model: smollm2 | a .gguf | an HF folder, adapter or run directory | a hub name | the server's model name with
+    --backend openai --base_url http://127.0.0.1:8000/v1. Input rows: {"text", "id"?, "entity_types"?,
+    "relation_types"?, "type_descriptions"?}; the type flags are the default for rows without their own.
+    Output rows: {"id", "graph" (null when none), "error", "detail", "completion"}.
+    """
+    from t2g import extract_cli
+
+    flags = {name: value for name, value in locals().items() if name in _BACKEND_FLAGS}
+    with _inference_errors():
+        extract_cli.run(text=text, entity_types=_type_names(entity_types, "--entity_types"),
+                        relation_types=_type_names(relation_types, "--relation_types"), input=input, output=output,
+                        model=_text(model, "--model"), backend=_text(backend, "--backend"), constrained=bool(constrained),
+                        base_url=base_url, base_model=base_model, max_new_tokens=int(max_new_tokens),
+                        batch_size=int(batch_size), chunk_size=chunk_size, reasoning=bool(reasoning), flags=flags)
+
+
+def evaluate(model: str, data: str, out: str, limit=None, backend: str = "auto", constrained: bool = False,
+             base_url=None, base_model=None, max_new_tokens: int = 512, batch_size: int = 8, chunk_size=None,
+             reasoning: bool = False, device=None, dtype=None, n_ctx=None, n_threads=None, grammar_mode=None,
+             api_key_env=None, timeout=None, retries=None, concurrency=None, schema_style=None) -> None:
+    """Evaluate a model on a dataset: DIR/report.json, report.md, per_type_f1.png, predictions.jsonl.
+
+    Example: t2g evaluate --model smollm2 --data ../shared/data/conll04/test.json --out eval/smollm2 --limit 20
+    --backend: auto (a .gguf -> llama.cpp, a folder -> hf) | hf | llama.cpp | openai (with --base_url).
+    --constrained: decode under the type lists (llama.cpp: GBNF grammar; openai: JSON schema, see --schema_style).
+    `t2g score --gold DIR/gold.jsonl --pred DIR/predictions.jsonl` reproduces the report's P/R/F1.
+    """
+    from t2g.evaluate import evaluate as run_evaluation
+    from t2g.inference import backend_options, resolve_model
+
+    flags = {name: value for name, value in locals().items() if name in _BACKEND_FLAGS}
+    with _inference_errors():
+        model, backend = _text(model, "--model"), _text(backend, "--backend")
+        spec = resolve_model(model, backend, base_url, base_model)
+        report = run_evaluation(model, _text(data, "--data"), _text(out, "--out"), limit, backend, bool(constrained),
+                                max_new_tokens=int(max_new_tokens), batch_size=int(batch_size), reasoning=bool(reasoning),
+                                chunk_size=chunk_size, base_url=base_url, base_model=base_model,
+                                **backend_options(spec.backend, flags))
+    print(f"entity F1 {report['entity']['f1']:.3f}, relation F1 {report['relation']['f1']:.3f}, "
+          f"JSON valid {report['json_valid_rate']:.3f} on {report['n_examples']} examples "
+          f"({report['timing']['sentences_per_s']:.2f} sentences/s); wrote {out}/report.json, report.md, "
+          "per_type_f1.png, predictions.jsonl, gold.jsonl", file=sys.stderr)
+
+
+class _inference_errors:
+    """Model/backend/endpoint set-up failures as one message, not a traceback."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        from t2g.assets import AssetError
+        from t2g.backends import BackendError
+
+        if isinstance(exc, (BackendError, AssetError, ValueError)) and not isinstance(exc, _data_error()):
+            print(f"t2g: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        return False
+
+
+def _data_error():
+    from t2g.data import DataError
+
+    return DataError
+
+
+
 COMMANDS = {"convert": convert, "score": score, "generate": generate}
 COMMANDS.update({"export": export, "fetch-llama-cpp": fetch_llama_cpp})
+COMMANDS.update({"extract": extract, "evaluate": evaluate})
 
 
 def main(argv: list[str] | None = None) -> None:
