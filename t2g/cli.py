@@ -201,16 +201,13 @@ def evaluate(model: str, data: str, out: str, limit=None, backend: str = "auto",
     `t2g score --gold DIR/gold.jsonl --pred DIR/predictions.jsonl` reproduces the report's P/R/F1.
     """
     from t2g.evaluate import evaluate as run_evaluation
-    from t2g.inference import backend_options, resolve_model
 
     flags = {name: value for name, value in locals().items() if name in _BACKEND_FLAGS}
     with _inference_errors():
-        model, backend = _text(model, "--model"), _text(backend, "--backend")
-        spec = resolve_model(model, backend, base_url, base_model)
-        report = run_evaluation(model, _text(data, "--data"), _text(out, "--out"), limit, backend, bool(constrained),
-                                max_new_tokens=int(max_new_tokens), batch_size=int(batch_size), reasoning=bool(reasoning),
-                                chunk_size=chunk_size, base_url=base_url, base_model=base_model,
-                                **backend_options(spec.backend, flags))
+        report = run_evaluation(_text(model, "--model"), _text(data, "--data"), _text(out, "--out"), limit,
+                                _text(backend, "--backend"), bool(constrained), max_new_tokens=int(max_new_tokens),
+                                batch_size=int(batch_size), reasoning=bool(reasoning), chunk_size=chunk_size,
+                                base_url=base_url, base_model=base_model, **flags)
     print(f"entity F1 {report['entity']['f1']:.3f}, relation F1 {report['relation']['f1']:.3f}, "
           f"JSON valid {report['json_valid_rate']:.3f} on {report['n_examples']} examples "
           f"({report['timing']['sentences_per_s']:.2f} sentences/s); wrote {out}/report.json, report.md, "

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from t2g.data import DataError, Example, load_examples, write_jsonl
-from t2g.inference import Extraction, Extractor, load_backend, make_request, progress_bar, resolve_model
+from t2g.inference import Extraction, Extractor, make_request, open_backend, progress_bar, resolve_model
 from t2g.io import atomic_open, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from t2g.predictions import read_predictions, score_predictions
 from t2g.prompts import PROMPT_VERSION
@@ -52,17 +52,17 @@ def evaluate(
     base_url: str | None = None,
     base_model: str | None = None,
     progress: bool = True,
-    **backend_options: Any,
+    **options: Any,
 ) -> dict:
-    """Evaluate `model` on `data`; writes the four files into `out` and returns the report."""
+    """Evaluate `model` on `data`; writes the report files into `out` and returns the report.
+
+    options go to the backend (`t2g.inference.BACKEND_OPTIONS`), e.g. n_ctx for llama.cpp.
+    """
     examples = _load(data, limit)
     spec = resolve_model(model, backend, base_url, base_model)
-    if spec.backend == "openai":
-        backend_options["base_url"] = base_url
-    if spec.backend == "hf":
-        backend_options.setdefault("batch_size", batch_size)
     start = time.perf_counter()
-    runner = Extractor(load_backend(spec, **backend_options), max_new_tokens, constrained, reasoning, batch_size, chunk_size)
+    backend_ = open_backend(spec, options, base_url=base_url, batch_size=batch_size)
+    runner = Extractor(backend_, max_new_tokens, constrained, reasoning, batch_size, chunk_size)
     load_s = time.perf_counter() - start
     requests = [make_request(ex.text, ex.entity_types, ex.relation_types, ex.type_descriptions) for ex in examples]
     start = time.perf_counter()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from t2g.data import DataError
-from t2g.inference import Extraction, Extractor, backend_options, load_backend, make_request, progress_bar, resolve_model
+from t2g.inference import Extraction, Extractor, make_request, open_backend, progress_bar, resolve_model
 from t2g.io import write_jsonl_atomic
 
 
@@ -87,12 +87,8 @@ def run(*, text: str | None, entity_types: Sequence[str] | None, relation_types:
     else:
         rows = read_inputs(input, entity_types, relation_types)
     spec = resolve_model(model, backend, base_url, base_model)
-    options = backend_options(spec.backend, flags)
-    if spec.backend == "openai":
-        options["base_url"] = base_url
-    if spec.backend == "hf":
-        options["batch_size"] = batch_size
-    runner = Extractor(load_backend(spec, **options), max_new_tokens, constrained, reasoning, batch_size, chunk_size)
+    backend_ = open_backend(spec, flags, base_url=base_url, batch_size=batch_size)
+    runner = Extractor(backend_, max_new_tokens, constrained, reasoning, batch_size, chunk_size)
     with progress_bar(len(rows), "extract") as bar:
         results = runner.run([request for _, request in rows], progress=bar.update)
     out_rows = [output_row(row_id, result) for (row_id, _), result in zip(rows, results)]

@@ -8,8 +8,8 @@
 - `smollm2`: the embedded SmolLM2-135M-Instruct (its GGUF for llama.cpp, its HF folder for hf);
 - a `.gguf` file (llama.cpp by default; `backend="hf"` dequantizes it through transformers);
 - a folder: a merged HF model (`config.json`), a LoRA adapter (`adapter_config.json`, loaded on its
-  base model and merged), or a training run directory (the adapter or merged model inside it; the
-  base model is read from the run's recorded `config.json`);
+  base model and merged), or a training run directory (its final adapter, `grpo/adapter` else
+  `sft/adapter`, on the base model recorded in the run's `config.json`);
 - a hub name, for `hf` (from the local HF cache when offline), or the server's model name for
   `openai` (with `base_url`).
 
@@ -34,8 +34,9 @@ BACKENDS = ("auto", "hf", "llama.cpp", "openai")
 BACKEND_ERROR = "backend_error"  # the backend produced no completion (endpoint failed, prompt too long)
 CHUNK_FAILED = "chunk_failed"  # a chunked text where some chunks gave no graph; `graph` merges the rest
 SMOLLM2 = "smollm2"
-# Run-directory subfolders that may hold the model to serve, most final first.
-RUN_SUBDIRS = ("final", "merged", "adapter", "grpo/final", "grpo", "sft/final", "sft")
+# Run-directory subfolders that may hold the model to serve, most final first: a training run keeps
+# each stage's final adapter in <run>/<stage>/adapter (t2g.runs), GRPO's being the final one.
+RUN_SUBDIRS = ("grpo/adapter", "sft/adapter", "final", "merged", "adapter")
 _TEMPLATE_MARGIN = 32  # tokens the chat template adds around the messages (role tags, BOS)
 
 
@@ -117,7 +118,7 @@ def _resolve_dir(folder: Path, backend: str, base_model: str | None) -> ModelSpe
         candidate = folder / sub if sub else folder
         if (candidate / "adapter_config.json").is_file():
             base = base_model or _recorded_base(folder) or _adapter_base(candidate)
-            return ModelSpec("hf", resolve_model(base, "hf").path, adapter=str(candidate))
+            return ModelSpec("hf", resolve_model(_embedded(base), "hf").path, adapter=str(candidate))
         if _is_hf_model(candidate):
             return ModelSpec("hf", str(candidate))
     ggufs = sorted(folder.glob("*.gguf"))
@@ -138,6 +139,15 @@ def _recorded_base(run_dir: Path) -> str | None:
         return None
     value = data.get("model") if isinstance(data, dict) else None
     return value if isinstance(value, str) and value else None
+
+
+def _embedded(name: str) -> str:
+    """Training's `embedded:smollm2` / `embedded:tiny` aliases, resolved the way training resolves them."""
+    if not name.startswith("embedded:"):
+        return name
+    from t2g.models import resolve_model_name
+
+    return resolve_model_name(name)
 
 
 def _adapter_base(adapter_dir: Path) -> str:
@@ -262,24 +272,30 @@ def extract(
     chunk_overlap: int = 32,
     base_url: str | None = None,
     base_model: str | None = None,
-    **backend_options: Any,
+    **options: Any,
 ) -> list[Extraction]:
     """Extract one graph per text (see the module docstring for `model`); never raises per row.
 
-    backend_options go to the backend: hf (device, dtype, trust_remote_code), llama.cpp (n_ctx,
-    n_threads, n_gpu_layers), openai (api_key_env, timeout, retries, backoff, concurrency,
-    schema_style).
+    options go to the backend (see BACKEND_OPTIONS): hf (device, dtype, trust_remote_code),
+    llama.cpp (n_ctx, n_threads, n_gpu_layers, extra_buffers, grammar_mode), openai (api_key_env,
+    timeout, retries, backoff, concurrency, schema_style); one meant for another backend is an error.
     """
     texts = [texts] if isinstance(texts, str) else list(texts)
     requests = [make_request(t, entity_types, relation_types, descriptions) for t in texts]
     spec = resolve_model(model, backend, base_url, base_model)
-    if spec.backend == "openai":
-        backend_options["base_url"] = base_url
-    if spec.backend == "hf":
-        backend_options.setdefault("batch_size", batch_size)
-    runner = Extractor(load_backend(spec, **backend_options), max_new_tokens, constrained, reasoning, batch_size,
-                       chunk_size, chunk_overlap)
+    runner = Extractor(open_backend(spec, options, base_url=base_url, batch_size=batch_size), max_new_tokens,
+                       constrained, reasoning, batch_size, chunk_size, chunk_overlap)
     return runner.run(requests)
+
+
+def open_backend(spec: ModelSpec, options: Mapping[str, Any], *, base_url: str | None = None, batch_size: int = 8):
+    """`load_backend` with the options checked against the backend (None = unset) and the shared ones added."""
+    checked = backend_options(spec.backend, options)
+    if spec.backend == "openai":
+        checked["base_url"] = base_url
+    if spec.backend == "hf":
+        checked["batch_size"] = batch_size
+    return load_backend(spec, **checked)
 
 
 class progress_bar:

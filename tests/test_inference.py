@@ -26,12 +26,13 @@ def test_resolve_model_specs(tmp_path, tiny_model_dir, smollm2_gguf):
     assert resolve_model(str(tiny_model_dir)) == ModelSpec("hf", str(tiny_model_dir))
     assert resolve_model("org/name") == ModelSpec("hf", "org/name")
     assert resolve_model("my-model", "openai", base_url="http://127.0.0.1:1/v1") == ModelSpec("openai", "my-model")
-    # A run directory: the adapter under final/, the base model from the run's recorded config.json.
+    # A run directory: GRPO's adapter over SFT's, the base model from the run's recorded config.json.
     run = tmp_path / "run"
-    (run / "final").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"model": str(tiny_model_dir), "stages": ["sft"]}))
-    (run / "final" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "elsewhere"}))
-    assert resolve_model(str(run)) == ModelSpec("hf", str(tiny_model_dir), adapter=str(run / "final"))
+    for stage in ("sft", "grpo"):
+        (run / stage / "adapter").mkdir(parents=True)
+        (run / stage / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "elsewhere"}))
+    (run / "config.json").write_text(json.dumps({"model": str(tiny_model_dir), "stages": ["sft", "grpo"]}))
+    assert resolve_model(str(run)) == ModelSpec("hf", str(tiny_model_dir), adapter=str(run / "grpo" / "adapter"))
     # A bare adapter folder: the base model from adapter_config.json.
     (tmp_path / "ad").mkdir()
     (tmp_path / "ad" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model_dir)}))
