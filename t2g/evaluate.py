@@ -102,7 +102,7 @@ def prediction_row(example: Example, result: Extraction) -> dict:
     row: dict[str, Any] = {"id": example.id}
     if result.chunks > 1:
         row["graph"] = (result.graph or Graph()).to_dict()
-        row["chunk_completions"] = result.completion.split("\n") if result.completion else []
+        row["chunk_completions"] = list(result.chunk_completions)
     else:
         row["completion"] = result.completion
     row["error"] = result.error

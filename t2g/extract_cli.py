@@ -23,7 +23,7 @@ def output_row(row_id: str, result: Extraction) -> dict:
     row: dict[str, Any] = {"id": row_id, "graph": result.graph.to_dict() if result.graph is not None else None,
                            "error": result.error, "detail": result.detail}
     if result.chunks > 1:
-        row["chunk_completions"] = result.completion.split("\n")
+        row["chunk_completions"] = list(result.chunk_completions)
     else:
         row["completion"] = result.completion
     return row

@@ -45,10 +45,11 @@ class Extraction:
     """The answer for one text."""
 
     graph: Graph | None  # None when no completion honoured the output contract
-    completion: str  # the raw model output (chunked texts: the chunks' outputs, one per line)
+    completion: str  # the raw model output (chunked texts: the chunks' outputs joined by blank lines)
     error: str | None = None  # a parser failure reason, BACKEND_ERROR or CHUNK_FAILED
     detail: str = ""
     chunks: int = 1
+    chunk_completions: tuple[str, ...] = ()  # chunked texts: each chunk's raw output, in text order
 
     @property
     def ok(self) -> bool:
@@ -236,10 +237,10 @@ def _combine(gens: list[Generation]) -> Extraction:
     good = [p.graph for p in parts if p.graph is not None]
     failed = [f"chunk {k + 1}/{len(parts)}: {p.error} {p.detail}".rstrip() for k, p in enumerate(parts) if not p.ok]
     graph = merge_graphs(good) if good else None
-    completion = "\n".join(p.completion for p in parts)
+    outputs = tuple(p.completion for p in parts)
     if not failed:
-        return Extraction(graph, completion, chunks=len(parts))
-    return Extraction(graph, completion, CHUNK_FAILED, "; ".join(failed), len(parts))
+        return Extraction(graph, "\n\n".join(outputs), chunks=len(parts), chunk_completions=outputs)
+    return Extraction(graph, "\n\n".join(outputs), CHUNK_FAILED, "; ".join(failed), len(parts), outputs)
 
 
 def _single(gen: Generation) -> Extraction:

@@ -120,7 +120,7 @@ def test_extractor_chunks_a_text_longer_than_the_context_and_merges():
     assert all(prompt + len(t.split()) + 100 <= 300 for t in backend.seen)  # each chunk's prompt fits
     assert result.ok and result.graph is not None
     assert [e.text for e in result.graph.entities] == [f"Name{i}" for i in range(60)]  # overlap deduplicated
-    assert len(result.completion.split("\n")) == result.chunks
+    assert len(result.chunk_completions) == result.chunks and result.completion.count("\n\n") == result.chunks - 1
 
 
 def test_extractor_keeps_good_chunks_when_one_fails():

@@ -132,3 +132,24 @@ def test_ci_evaluates_real_smollm2_on_conll04_end_to_end(tmp_path, conll04_dir, 
     rescored = json.loads(capsys.readouterr().out)
     assert rescored["entity"] == report["entity"] and rescored["relation"] == report["relation"]
     assert {p.name for p in out.iterdir()} >= {"report.json", "report.md", "per_type_f1.png", "predictions.jsonl"}
+
+
+def test_chunked_texts_are_merged_and_still_rescorable(tmp_path, gold_file):
+    """--chunk_size (characters, for a server) cuts texts; rows keep the merged graph and every chunk's output."""
+
+    def capitals(body, headers):
+        text = body["messages"][1]["content"].split("Text: ", 1)[1].rsplit("\n\n", 1)[0]
+        names = [w.strip(".") for w in text.split() if w[:1].isupper()]
+        return ("json", 200, chat_body(json.dumps({"entities": [{"text": n, "type": "person"} for n in names],
+                                                   "relations": []})))
+
+    with FakeServer(capitals) as server:
+        report = evaluate("m", str(gold_file), str(tmp_path / "out"), backend="openai", base_url=server.base_url,
+                          progress=False, chunk_size=16)
+    rows = [json.loads(l) for l in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    first = rows[0]  # "Tim Cook works for Apple." in chunks of <= 16 characters
+    assert len(first["chunk_completions"]) >= 2 and "completion" not in first
+    assert [e["text"] for e in first["graph"]["entities"]] == ["Tim", "Cook", "Apple"]
+    out = tmp_path / "out"
+    rescored = score_predictions(load_examples(out / "gold.jsonl"), read_predictions(out / "predictions.jsonl"))
+    assert report["entity"] == rescored["entity"] and report["json_valid_rate"] == 1.0
