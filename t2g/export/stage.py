@@ -158,11 +158,16 @@ def export_model(
 
     out = Path(out_dir)
     quants = _as_list(quant)
+    requested, run_dir = model, Path(model)
+    if run_dir.is_dir() and run_adapter(run_dir) is not None:  # a training run: its final adapter on its base
+        base_model = base_model or run_base_model(run_dir)
+        name = name or run_dir.name
+        model = str(run_adapter(run_dir))
     spec = resolve_model(model, "hf", base_model=base_model)
     if spec.gguf_file:
         raise ExportError(f"--model={model} is already a GGUF; export starts from an HF folder, adapter or run directory")
     name = _safe_name(name) if name else _default_name(model)
-    manifest: dict[str, Any] = {"model": model, "base": spec.path, "adapter": spec.adapter, "prompt_version": PROMPT_VERSION,
+    manifest: dict[str, Any] = {"model": requested, "base": spec.path, "adapter": spec.adapter, "prompt_version": PROMPT_VERSION,
                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if adapter_only:  # the adapter alone: no merge, no GGUF (llama.cpp would need the base as GGUF too)
         if not spec.adapter:
@@ -176,14 +181,16 @@ def export_model(
         try:
             manifest.update(_gguf_outputs(hf_dir, out, name, quants, lc, pretokenizer, load_tokenizer(spec.path, spec.adapter)))
             if manifest.get("ggufs") and parity_limit > 0:
-                manifest["parity"] = _parity(model, base_model, out, manifest["ggufs"][0], parity_data, parity_limit,
+                # The parity reference is exactly what was exported: the adapter on the resolved base.
+                manifest["parity"] = _parity(spec.adapter or spec.path, spec.path if spec.adapter else None, out,
+                                             manifest["ggufs"][0], parity_data, parity_limit,
                                              parity_threshold, on_parity_fail, parity_max_new_tokens)
         finally:
             if hf_dir.name.startswith(".merged"):
                 shutil.rmtree(hf_dir, ignore_errors=True)
         if hf_dir.parent == out and hf_dir.name == "hf":
             manifest["hf_dir"] = "hf"
-    _write_card_and_manifest(out, name, model, manifest)
+    _write_card_and_manifest(out, name, requested, manifest)
     return manifest
 
 
@@ -272,7 +279,4 @@ def run_adapter(run_dir: Path) -> Path | None:
 def export_run(run_dir: str | Path, quant: str | Sequence[str] = ("q8_0",), parity_limit: int = 8, **options: Any) -> dict[str, Any]:
     """The recipe's export stage: everything into `<run_dir>/export/` (the run's adapter merged on its base)."""
     run_dir = Path(run_dir)
-    options.setdefault("base_model", run_base_model(run_dir))
-    options.setdefault("name", run_dir.name)
-    source = run_adapter(run_dir) or run_dir  # else: whatever t2g.inference finds in the folder
-    return export_model(str(source), run_dir / "export", quant=quant, parity_limit=parity_limit, **options)
+    return export_model(str(run_dir), run_dir / "export", quant=quant, parity_limit=parity_limit, **options)
