@@ -10,9 +10,11 @@ so that a load change on a shared machine hits both settings; the ratio printed 
 rows/s at N over the median rows/s at 1, and every run's number is printed so noise is visible.
 What the ratio can show depends on the server: llama-cpp-python's server holds one lock around
 each generation (app.py: llama_outer_lock/llama_inner_lock), so it never batches requests; vLLM
-or llama.cpp's `llama-server --parallel N` do. On a 2-core shared machine, SmolLM2 (server with 2
-threads), 6 rows x 2 alternating repeats: 0.179 rows/s at 1, 0.411 at 4 (2.30x); single requests there vary from 3 s
-to over 60 s with the machine's load, so rerun before trusting a ratio.
+or llama.cpp's `llama-server --parallel N` do. Measured on a 2-core machine shared with other
+jobs (load 7-12), SmolLM2, 6 rows x 2 alternating repeats: with a 2-thread server 0.179 rows/s at
+1 and 0.411 at 4 (2.30x); with the default 1-thread server 0.252 and 0.337 (1.34x), but its
+second pair was 0.362 at 1 vs 0.357 at 4. Single requests there vary from 3 s to over 60 s with
+the load, so expect about 1x from this server and rerun before trusting any ratio.
 """
 
 from __future__ import annotations
