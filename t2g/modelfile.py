@@ -41,8 +41,12 @@ class ChatFormat:
 
 
 def _render(tokenizer, messages: Sequence[dict[str, str]], generation: bool, continue_final: bool = False) -> str:
-    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation,
-                                         continue_final_message=continue_final)
+    try:
+        return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation,
+                                             continue_final_message=continue_final)
+    except Exception as exc:  # jinja raise_exception(...) in templates that refuse some role orders
+        roles = [m["role"] for m in messages]
+        raise ModelfileError(f"the chat template refuses a conversation with roles {roles}: {exc}") from exc
 
 
 def _cut(text: str, start: str, what: str) -> str:

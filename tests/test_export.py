@@ -403,3 +403,11 @@ def test_adapter_only_export_copies_the_adapter_and_nothing_else(tiny_model_dir,
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json"):
         assert (out / "adapter" / name).read_bytes() == (tiny_adapter / name).read_bytes()
     assert "the LoRA adapter alone" in (out / "README.md").read_text()
+
+
+def test_a_template_that_refuses_system_messages_is_a_clear_error(tiny_model_dir):
+    tok = _tokenizer(tiny_model_dir)
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}"
+                         "{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}")
+    with pytest.raises(ModelfileError, match="refuses a conversation with roles.*no system role"):
+        build_modelfile(tok, "x.gguf")
