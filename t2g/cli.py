@@ -61,6 +61,7 @@ def _type_names(value, flag: str) -> list[str] | None:
 
 def generate(input: str, output: str, base_url: str, model: str, entity_types=None, relation_types=None,
              concurrency: int = 4, structured: str = "json_schema", ground_spans: bool = False,
+             max_consecutive_failures: int = 20,
              reasoning: bool = False,
              text_field: str = "text", id_field: str = "id", txt_split: str = "lines", split: str = "train",
              limit: int | None = None, timeout: float = 120.0, retries: int = 3, backoff: float = 2.0,
@@ -92,7 +93,7 @@ def generate(input: str, output: str, base_url: str, model: str, entity_types=No
     options["relation_types"] = _type_names(relation_types, "--relation_types")
     del options["run"], options["GenerateConfig"]
     report = run(GenerateConfig(**options))
-    if report["failed_rows"]:
+    if report["failed_rows"] or report.get("stopped_early"):
         sys.exit(1)  # the data is written, but incomplete: say so to scripts and CI
 
 

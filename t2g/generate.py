@@ -79,6 +79,7 @@ class GenerateConfig:
     structured: str = "json_schema"
     ground_spans: bool = False
     concurrency: int = 4
+    max_consecutive_failures: int = 20
     timeout: float = 120.0
     retries: int = 3
     backoff: float = 2.0
@@ -113,8 +114,9 @@ class GenerateConfig:
             raise DataError(f"--structured={self.structured!r}: use one of {', '.join(teacher.STRUCTURED)}")
         if self.ground_spans and self.structured == "none":
             raise DataError("--ground_spans needs structured output: give --structured json_schema, json_object or grammar")
-        if self.concurrency < 1 or self.max_tokens < 1 or self.augment_copies < 0:
-            raise DataError("--concurrency and --max_tokens must be >= 1 and --augment_copies >= 0")
+        if self.concurrency < 1 or self.max_tokens < 1 or self.max_consecutive_failures < 1 or self.augment_copies < 0:
+            raise DataError("--concurrency, --max_tokens and --max_consecutive_failures must be >= 1, "
+                            "--augment_copies >= 0")
 
     @property
     def fixed(self) -> bool:
@@ -165,6 +167,7 @@ class Summary:
     errors: list[dict] = field(default_factory=list)
     inventory: dict[str, list[str]] = field(default_factory=dict)
     hint: str = ""
+    stopped_early: str = ""
 
     def drop(self, counter: Counter, reason: str, ex_id: str) -> None:
         counter[reason] += 1
@@ -187,6 +190,7 @@ class Summary:
             "example_ids_per_drop_reason": self.drop_examples,
             "inventory": self.inventory,
             **({"hint": self.hint} if self.hint else {}),
+            **({"stopped_early": self.stopped_early} if self.stopped_early else {}),
         }
 
 
@@ -295,11 +299,17 @@ def _ask_teacher(cfg: GenerateConfig, paths: Paths, texts: list[SourceText], sum
     answers.update(done)
     summary.teacher["answered_now"] = len(done)
     summary.teacher["failed"] = len(pending) - len(done)
-    if cfg.structured != "none" and any(e.get("status") in (400, 404, 422) for e in summary.errors):
+    if cfg.structured != "none" and any(_rejects_structured(e) for e in summary.errors):
         summary.hint = (f"the endpoint rejected requests; if it does not support --structured={cfg.structured}, "
                         f"try --structured={'json_object' if cfg.structured == 'json_schema' else 'none'} "
                         "(json_object: llama-cpp-python; grammar: llama.cpp; none: any endpoint)")
     return answers
+
+
+def _rejects_structured(error: dict) -> bool:
+    """A request the endpoint refused as malformed; llama-cpp-python answers 500 for a bad field."""
+    text = error["error"]
+    return error.get("status") in (400, 404, 422) or "response_format" in text or "grammar" in text
 
 
 def _run_jobs(items: Sequence[SourceText] | Sequence[Example], call: Callable, out_path: Path, err_path: Path,
@@ -308,6 +318,7 @@ def _run_jobs(items: Sequence[SourceText] | Sequence[Example], call: Callable, o
     from tqdm import tqdm  # lazy: only a running job needs it
 
     done: dict[str, dict] = {}
+    streak = failed = 0
     if not items:
         return done
     pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix=f"t2g-{stage}")
@@ -325,7 +336,15 @@ def _run_jobs(items: Sequence[SourceText] | Sequence[Example], call: Callable, o
                              "attempts": exc.attempts, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                     append_jsonl_line(err, error)
                     summary.errors.append(error)
+                    failed += 1
+                    streak += 1
+                    if streak >= cfg.max_consecutive_failures:
+                        # A dead or misconfigured endpoint: stop rather than fail every remaining row slowly.
+                        summary.stopped_early = (f"{stage}: stopped after {streak} failures in a row; "
+                                                 f"{len(items) - len(done) - failed} rows not attempted")
+                        break
                     continue
+                streak = 0
                 append_jsonl_line(out, record)
                 done[item.id] = record
     finally:
@@ -513,6 +532,8 @@ def _print_summary(report: dict, paths: Paths) -> None:
     if report["failed_rows"]:
         lines.append(f"  {report['failed_rows']} rows failed (see {paths.errors}); run the same command again to "
                      f"retry them. First error: {report['first_errors'][0]['error']}")
+    if report.get("stopped_early"):
+        lines.append(f"  {report['stopped_early']}: fix the endpoint and run the same command again")
     if report.get("hint"):
         lines.append(f"  hint: {report['hint']}")
     lines.append(f"  summary: {paths.summary}")

@@ -281,7 +281,10 @@ def test_reasoning_traces_are_checked_against_the_graph(tmp_path):
     with FakeServer(script) as srv:
         report = generate(config(tmp_path, srv.base_url, reasoning=True))
         trace_requests = [b for b in srv.requests if "The correct graph:" in b["messages"][-1]["content"]]
-    assert len(trace_requests) == 6 and "Alice" in trace_requests[0]["messages"][-1]["content"]
+    # The trace teacher sees each text together with its graph.
+    contents = sorted(b["messages"][-1]["content"] for b in trace_requests)
+    assert len(contents) == 6 and all(sum(f"Text: {text}" in c for c in contents) == 1 for text in TEXTS)
+    assert all(json.dumps(good_graph(request_text({"messages": [{"content": c}]}))) in c for c in contents)
     assert report["traces"] == {"kept": 5, "trace_answer_disagrees": 1}
     examples = {ex.text: ex for ex in assert_valid_output(tmp_path / "out.jsonl")}
     assert examples[TEXTS[1]].reasoning is None and "Alice" in examples[TEXTS[0]].reasoning
@@ -372,6 +375,21 @@ def test_server_dies_mid_run_then_restart_finishes_without_duplicates(tmp_path):
     ids = teacher_ids(tmp_path)
     assert len(ids) == len(set(ids)) == 6 and ids[:2] == first
     assert sorted(ex.id for ex in assert_valid_output(tmp_path / "out.jsonl")) == sorted(text_id(t) for t in TEXTS)
+
+
+def test_a_dead_endpoint_stops_the_job_early_and_a_rerun_finishes(tmp_path):
+    from servers import free_port
+    def name(i: int) -> str:
+        return chr(65 + i % 26) + chr(97 + i // 26) + "lan"
+    texts = [f"{name(i)} met {name(i + 30)} today." for i in range(30)]
+    cfg = dict(input=str(write_texts(tmp_path, texts)), concurrency=1, retries=0, max_consecutive_failures=3)
+    report = generate(config(tmp_path, f"http://127.0.0.1:{free_port()}/v1", **cfg))
+    assert report["failed_rows"] == 3 and report["stopped_early"] == "teacher: stopped after 3 failures in a row; 27 rows not attempted"
+    assert len(lines(side(tmp_path, ".errors.jsonl"))) == 3 and report["rows_written"] == 0
+    with FakeServer(teacher_fake()) as srv:
+        report = generate(config(tmp_path, srv.base_url, **cfg))
+    assert report["teacher"]["answered_now"] == 30 and "stopped_early" not in report
+    assert len(assert_valid_output(tmp_path / "out.jsonl")) == 30
 
 
 def test_changed_settings_are_refused_not_mixed(tmp_path):
