@@ -112,11 +112,31 @@ class GenerateConfig:
             raise DataError(f"--output={self.output!r}: must end with .jsonl (side files are named after it)")
         if self.structured not in teacher.STRUCTURED:
             raise DataError(f"--structured={self.structured!r}: use one of {', '.join(teacher.STRUCTURED)}")
+        if self.fixed:
+            try:  # catch "person" + "persons" now, not after an hour of teacher calls
+                Inventory.fixed(self.entity_types, "--entity_types")
+                Inventory.fixed(self.relation_types, "--relation_types")
+            except ValueError as exc:
+                raise DataError(str(exc)) from None
         if self.ground_spans and self.structured == "none":
             raise DataError("--ground_spans needs structured output: give --structured json_schema, json_object or grammar")
-        if self.concurrency < 1 or self.max_tokens < 1 or self.max_consecutive_failures < 1 or self.augment_copies < 0:
-            raise DataError("--concurrency, --max_tokens and --max_consecutive_failures must be >= 1, "
-                            "--augment_copies >= 0")
+        for url_flag in ("base_url", "reasoning_base_url"):
+            url = getattr(self, url_flag)
+            if url is not None and not str(url).startswith(("http://", "https://")):
+                raise DataError(f"--{url_flag}={url!r}: give the endpoint's URL, e.g. http://127.0.0.1:8000/v1")
+        bad = [f"--{name} must be {rule}" for name, ok, rule in (
+            ("concurrency", self.concurrency >= 1, ">= 1"), ("max_tokens", self.max_tokens >= 1, ">= 1"),
+            ("trace_max_tokens", self.trace_max_tokens >= 1, ">= 1"),
+            ("max_consecutive_failures", self.max_consecutive_failures >= 1, ">= 1"),
+            ("timeout", self.timeout > 0, "> 0"), ("retries", self.retries >= 0, ">= 0"),
+            ("backoff", self.backoff >= 0, ">= 0"), ("augment_copies", self.augment_copies >= 0, ">= 0"),
+            ("empty_target_prob", 0 <= self.empty_target_prob <= 1, "in [0, 1]"),
+            ("near_dup_threshold", self.near_dup_threshold > 0, "> 0 (above 1 turns the filter off)"),
+            ("max_text_chars", self.max_text_chars >= 1, ">= 1"), ("min_type_count", self.min_type_count >= 1, ">= 1"),
+            ("max_types", self.max_types >= 1, ">= 1"), ("limit", self.limit is None or self.limit >= 1, ">= 1"),
+        ) if not ok]
+        if bad:
+            raise DataError("; ".join(bad))
 
     @property
     def fixed(self) -> bool:

@@ -435,6 +435,20 @@ def test_cli_generate_flags_and_exit_status(tmp_path, capsys):
     assert info.value.code == 2 and "give both --entity_types and --relation_types" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kw, match", [
+    ({"entity_types": ["person", "persons"]}, "name the same type"),
+    ({"relation_types": None}, "give both"),
+    ({"base_url": "localhost:8000"}, "--base_url='localhost:8000'"),
+    ({"output": "out.json"}, "must end with .jsonl"),
+    ({"structured": "xml"}, "--structured='xml'"),
+    ({"structured": "none", "ground_spans": True}, "--ground_spans needs structured output"),
+    ({"concurrency": 0, "timeout": 0}, "--concurrency must be >= 1; --timeout must be > 0"),
+])
+def test_bad_settings_are_refused_before_any_request(tmp_path, kw, match):
+    with pytest.raises(DataError, match=re.escape(match)):
+        config(tmp_path, "http://127.0.0.1:9/v1", **kw)
+
+
 # --- the real thing -------------------------------------------------------------------------
 
 
