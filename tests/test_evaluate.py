@@ -121,7 +121,7 @@ def test_ci_evaluates_real_smollm2_on_conll04_end_to_end(tmp_path, conll04_dir, 
 
     out = tmp_path / "eval"
     main(["evaluate", "--model", "smollm2", "--data", str(conll04_dir / "test.json"), "--out", str(out), "--limit", "4",
-          "--backend", "llama.cpp", "--constrained", "--max_new_tokens", "128", "--n_ctx", "1024", "--n_threads", "1"])
+          "--backend", "llama.cpp", "--constrained", "--max_new_tokens", "96", "--n_ctx", "1024", "--n_threads", "1"])
     report = json.loads((out / "report.json").read_text())
     assert report["n_examples"] == 4 and report["run"]["resolved"]["path"] == str(smollm2_gguf)
     for key in ("entity", "relation", "entity_boundaries", "relation_boundaries"):
