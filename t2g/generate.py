@@ -318,7 +318,7 @@ def _ask_teacher(cfg: GenerateConfig, paths: Paths, texts: list[SourceText], sum
     done = _run_jobs(pending, ask, paths.teacher, paths.errors, "teacher", cfg, summary)
     answers.update(done)
     summary.teacher["answered_now"] = len(done)
-    summary.teacher["failed"] = len(pending) - len(done)
+    summary.teacher["not_answered"] = len(pending) - len(done)  # failed or never attempted
     if cfg.structured != "none" and any(_rejects_structured(e) for e in summary.errors):
         summary.hint = (f"the endpoint rejected requests; if it does not support --structured={cfg.structured}, "
                         f"try --structured={'json_object' if cfg.structured == 'json_schema' else 'none'} "

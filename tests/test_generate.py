@@ -219,7 +219,7 @@ def test_filters_account_for_every_text(tmp_path):
     # Every input line is accounted for: dropped before, dropped after, or kept.
     teacher = report["teacher"]
     assert report["input_texts"] == 8 - 1 == sum(report["dropped_before_teacher"].values()) + \
-        teacher["answered_before"] + teacher["answered_now"] + teacher["failed"]
+        teacher["answered_before"] + teacher["answered_now"] + teacher["not_answered"]
     assert teacher["answered_now"] == report["examples_kept"] + sum(report["dropped_after_teacher"].values())
     assert [ex.text for ex in assert_valid_output(tmp_path / "out.jsonl")] == [TEXTS[0]]
     on_disk = json.loads(side(tmp_path, ".summary.json").read_text())
