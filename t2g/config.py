@@ -103,6 +103,8 @@ class TrainConfig:
 
     # The recipe's CPU-sized settings for --smoke; explicit flags still win over them.
     SMOKE_OVERRIDES: ClassVar[Mapping[str, Any]] = {}
+    # The stages the recipe's main() runs; --stages may name only these (a stage it would skip is an error).
+    RECIPE_STAGES: ClassVar[tuple[str, ...]] = ("sft", "grpo")
 
     def flag_names(self) -> list[str]:
         return [f.name for f in fields(self)]
@@ -259,10 +261,10 @@ def validate(cfg: TrainConfig) -> None:
     _validate_sizes(cfg)
     _validate_gpu_options(cfg)
     _validate_output(cfg)
-    for stage in ("export", "evaluate"):
-        if stage in cfg.stages and importlib.util.find_spec(f"t2g.{stage}") is None:
-            raise ConfigError(f"--stages includes {stage!r} but t2g/{stage}.py is not installed in this checkout; "
-                              f"drop it from --stages")
+    unsupported = [s for s in cfg.stages if s not in cfg.RECIPE_STAGES]
+    if unsupported:
+        raise ConfigError(f"--stages: this recipe runs {','.join(cfg.RECIPE_STAGES)}; it has no {','.join(unsupported)} "
+                          f"stage (yet)")
 
 
 def _validate_rewards(cfg: TrainConfig) -> None:

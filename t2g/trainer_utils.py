@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from typing import Any
@@ -89,7 +88,3 @@ def stage_already_done(session, stage: str, max_steps: int) -> dict | None:
         print(f"t2g: {stage}: already finished ({done['steps']} steps); skipping", file=sys.stderr)
         return done
     return None
-
-
-def dumps(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False)

@@ -74,6 +74,7 @@ def test_unknown_flags_name_the_nearest(Config, flags, expected):
     ({"grpo_batch_size": 6, "grpo_grad_accum": 1, "num_generations": 4}, "not divisible by --num_generations=4"),
     ({"stages": ("sft", "rl")}, "--stages='rl' is not one of"),
     ({"backend": "vllm"}, "--backend='vllm' is not one of"),
+    ({"stages": "sft,grpo,export"}, "this recipe runs sft,grpo; it has no export stage"),
     ({"max_prompt_length": 1800, "max_completion_length": 512}, "exceeds --max_seq_length=2048"),
     ({"num_generations": 1, "grpo_batch_size": 1, "grpo_grad_accum": 1}, "--num_generations must be >= 2"),
     ({"w_entity_f1": -1}, "must be numbers >= 0"),
