@@ -205,11 +205,12 @@ class LlamaCppBackend:
 class GreedyGrammar:
     """A logits processor for greedy decoding under a GBNF grammar that checks the argmax first.
 
-    llama-cpp-python's own `grammar=` runs the grammar over all ~50k candidate tokens at every step
-    (~0.4 s/token for SmolLM2 on our CPUs, several times slower than free decoding). Greedy decoding
-    only needs the best allowed token: when the argmax is allowed (most steps) it is that token, and
-    only otherwise is the whole vocabulary filtered. Same tokens as full filtering (llama.cpp's own
-    common sampler does the same). One instance per generation; `close()` frees it.
+    llama-cpp-python's own `grammar=` runs the grammar over every candidate token (the whole
+    vocabulary) at every step. Greedy decoding only needs the best allowed token: when the argmax is
+    allowed (most steps) it is that token, and only otherwise is the whole vocabulary filtered. Same
+    tokens as full filtering (tested; llama.cpp's own common sampler does the same); the speed of
+    both is measured by `scripts/bench_eval.py --full_grammar`. One instance per generation;
+    `close()` frees it.
     """
 
     def __init__(self, llm: Any, grammar: str):

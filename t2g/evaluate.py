@@ -61,7 +61,7 @@ def evaluate(
     examples = _load(data, limit)
     spec = resolve_model(model, backend, base_url, base_model)
     start = time.perf_counter()
-    backend_ = open_backend(spec, options, base_url=base_url, batch_size=batch_size)
+    backend_ = open_backend(spec, options, base_url=base_url, batch_size=batch_size, constrained=constrained)
     runner = Extractor(backend_, max_new_tokens, constrained, reasoning, batch_size, chunk_size)
     load_s = time.perf_counter() - start
     requests = [make_request(ex.text, ex.entity_types, ex.relation_types, ex.type_descriptions) for ex in examples]

@@ -87,7 +87,7 @@ def run(*, text: str | None, entity_types: Sequence[str] | None, relation_types:
     else:
         rows = read_inputs(input, entity_types, relation_types)
     spec = resolve_model(model, backend, base_url, base_model)
-    backend_ = open_backend(spec, flags, base_url=base_url, batch_size=batch_size)
+    backend_ = open_backend(spec, flags, base_url=base_url, batch_size=batch_size, constrained=constrained)
     runner = Extractor(backend_, max_new_tokens, constrained, reasoning, batch_size, chunk_size)
     with progress_bar(len(rows), "extract") as bar:
         results = runner.run([request for _, request in rows], progress=bar.update)

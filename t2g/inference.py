@@ -284,13 +284,18 @@ def extract(
     texts = [texts] if isinstance(texts, str) else list(texts)
     requests = [make_request(t, entity_types, relation_types, descriptions) for t in texts]
     spec = resolve_model(model, backend, base_url, base_model)
-    runner = Extractor(open_backend(spec, options, base_url=base_url, batch_size=batch_size), max_new_tokens,
-                       constrained, reasoning, batch_size, chunk_size, chunk_overlap)
+    backend_ = open_backend(spec, options, base_url=base_url, batch_size=batch_size, constrained=constrained)
+    runner = Extractor(backend_, max_new_tokens, constrained, reasoning, batch_size, chunk_size, chunk_overlap)
     return runner.run(requests)
 
 
-def open_backend(spec: ModelSpec, options: Mapping[str, Any], *, base_url: str | None = None, batch_size: int = 8):
-    """`load_backend` with the options checked against the backend (None = unset) and the shared ones added."""
+def open_backend(spec: ModelSpec, options: Mapping[str, Any], *, base_url: str | None = None, batch_size: int = 8,
+                 constrained: bool = False):
+    """`load_backend` with the options checked against the backend (None = unset) and the shared ones
+    added; a constrained run on a backend without constraints fails here, before a model loads."""
+    if constrained and spec.backend == "hf":
+        raise BackendError("constrained decoding is not available with --backend=hf; use --backend=llama.cpp "
+                           "(a GGUF, GBNF grammar) or --backend=openai (a server that takes a JSON schema)")
     checked = backend_options(spec.backend, options)
     if spec.backend == "openai":
         checked["base_url"] = base_url

@@ -100,6 +100,8 @@ def test_limit_and_cli(tmp_path, gold_file, capsys):
     (["--limit", "0"], "--limit"),
     (["--data", "nowhere.jsonl"], "nowhere.jsonl"),
     (["--model", "nowhere.gguf"], "no such GGUF"),
+    (["--backend", "hf", "--constrained", "True"], "not available with --backend=hf"),
+    (["--n_ctx", "512", "--backend", "openai", "--base_url", "http://127.0.0.1:9/v1"], "does not apply"),
 ])
 def test_evaluate_cli_errors(tmp_path, gold_file, capsys, argv, match):
     from t2g.cli import main
