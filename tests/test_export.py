@@ -411,3 +411,25 @@ def test_a_template_that_refuses_system_messages_is_a_clear_error(tiny_model_dir
                          "{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}")
     with pytest.raises(ModelfileError, match="refuses a conversation with roles.*no system role"):
         build_modelfile(tok, "x.gguf")
+
+
+@pytest.mark.slow
+def test_bench_export_runs_all_three_runtimes(tiny_model_dir, conll04_dir, tmp_path, llama_cpp):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_export", Path(__file__).resolve().parents[1] / "scripts" / "bench_export.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(model=str(tiny_model_dir), data=str(conll04_dir / "test.json"), limit=2, max_new_tokens=4, out=str(tmp_path / "b.json"))
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [r["runtime"] for r in rows] == ["hf fp32", "gguf q8_0", "gguf q4_k_m"]
+    assert rows[0]["speed_vs_hf_fp32"] == 1.0 and all(r["texts_per_second"] > 0 for r in rows)
+    assert rows[1]["file_mb"] is not None and rows[0]["file_mb"] is None
+
+
+def test_a_wrong_pretokenizer_is_caught_and_its_gguf_removed(tiny_model_dir, tmp_path, llama_cpp):
+    pytest.importorskip("llama_cpp")
+    out = tmp_path / "export"
+    with pytest.raises(ExportError, match="llama.cpp tokenizes differently.*--pretokenizer"):
+        export_model(str(tiny_model_dir), out, quant="q8_0", pretokenizer="gpt-2", llama_cpp=str(llama_cpp.root), hf=False)
+    assert list(out.iterdir()) == []

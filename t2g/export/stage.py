@@ -212,7 +212,12 @@ def _gguf_outputs(hf_dir: Path, out: Path, name: str, quants: list[str], lc: Lla
         return {}
     print(f"t2g export: {', '.join(quants)} with {lc.converter} (from {lc.source})", file=sys.stderr)
     ggufs, fallback, repair = write_ggufs(hf_dir, out, name, quants, lc, pretokenizer)
-    tokenization = check_tokenization(ggufs[0], tokenizer)
+    try:
+        tokenization = check_tokenization(ggufs[0], tokenizer)
+    except ExportError:
+        for path in ggufs:  # complete files, but wrong ones: they must not look like a usable export
+            path.unlink(missing_ok=True)
+        raise
     modelfile = build_modelfile(tokenizer, ggufs[0].name, _eos_ids(hf_dir), _num_ctx(hf_dir))
     write_text_atomic(out / "Modelfile", modelfile)
     return {
