@@ -19,14 +19,14 @@ def _parity_lines(parity: dict[str, Any] | None) -> list[str]:
         "",
         "| runtime | JSON valid | entity F1 | relation F1 | texts/s |",
         "|---|---|---|---|---|",
-        row.format("HF " + hf["backend"], hf["json_valid"], hf["entity_f1"], hf["relation_f1"], _rate(hf)),
+        row.format("HF (transformers)", hf["json_valid"], hf["entity_f1"], hf["relation_f1"], _rate(hf)),
         row.format(f"GGUF {parity['gguf']}", gg["json_valid"], gg["entity_f1"], gg["relation_f1"], _rate(gg)),
     ]
 
 
 def _rate(side: dict[str, Any]) -> str:
     rate = side.get("texts_per_second")
-    return f"{rate:.2f}" if rate else "-"
+    return f"{rate:.3f}" if rate else "-"
 
 
 def render_card(name: str, source: str, ggufs: Sequence[str], has_modelfile: bool, hf_dir: str | None,
