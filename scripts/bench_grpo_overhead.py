@@ -1,6 +1,6 @@
 """GRPO step time: the kit's GRPO stage against a plain TRL script, same model, settings, run.
 
-    python scripts/bench_grpo_overhead.py                       # tiny model, CPU, ~2 min
+    python scripts/bench_grpo_overhead.py                       # tiny model, CPU, a few minutes
     python scripts/bench_grpo_overhead.py --model=embedded:smollm2 --steps=6 --max_completion_length=64
 
 CPU section: the recipe's GRPO stage (recipes/grpo_qwen_1_5b.py through t2g.train, backend hf:
@@ -101,9 +101,11 @@ def run_plain(cfg) -> list[float]:
         output_dir=tempfile.mkdtemp(prefix="plain-trl-"), report_to="none", save_strategy="no", logging_steps=1,
         max_steps=cfg.grpo_max_steps, learning_rate=cfg.grpo_learning_rate, per_device_train_batch_size=cfg.grpo_batch_size,
         gradient_accumulation_steps=cfg.grpo_grad_accum, num_generations=cfg.num_generations,
-        max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
-        loss_type=cfg.loss_type, reward_weights=weights, seed=cfg.seed, bf16=False, fp16=False,
-        gradient_checkpointing=cfg.gradient_checkpointing, lr_scheduler_type="constant_with_warmup", warmup_steps=0.05,
+        max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, top_p=cfg.top_p, beta=cfg.beta,
+        epsilon=cfg.epsilon, num_iterations=cfg.num_iterations, loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards,
+        mask_truncated_completions=cfg.mask_truncated_completions, reward_weights=weights, seed=cfg.seed,
+        data_seed=cfg.seed, optim=cfg.optim, bf16=False, fp16=False, gradient_checkpointing=cfg.gradient_checkpointing,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=0.05,
     )
     timer = step_timer()
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, processing_class=tok, callbacks=[timer],
@@ -165,7 +167,7 @@ def gpu_section(opts: dict) -> None:
               f"peak memory {results['unsloth']['peak_gib'] / results['hf']['peak_gib']:.3f}")
 
 
-def main(model: str = "embedded:tiny", steps: int = 8, rounds: int = 2, warmup: int = 2, max_completion_length: int = 32,
+def main(model: str = "embedded:tiny", steps: int = 8, rounds: int = 3, warmup: int = 2, max_completion_length: int = 32,
          num_generations: int = 4, batch_size: int = 4, gpu_model: str = "embedded:smollm2") -> None:
     opts = dict(model=model, grpo_max_steps=steps, max_completion_length=max_completion_length,
                 num_generations=num_generations, grpo_batch_size=batch_size, grpo_grad_accum=1,
