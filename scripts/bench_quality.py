@@ -77,7 +77,7 @@ class Sizes:
 
 
 FULL = Sizes(train_examples=0, sft_steps=64, sft_batch=4, grpo_steps=16, grpo_batch=8, num_generations=4,
-             max_completion_length=160, select_every=32, dev_limit=30, test_limit=0, parity_limit=8, max_new_tokens=256)
+             max_completion_length=160, select_every=32, dev_limit=20, test_limit=0, parity_limit=4, max_new_tokens=192)
 QUICK = Sizes(train_examples=4, sft_steps=2, sft_batch=2, grpo_steps=1, grpo_batch=2, num_generations=2,
               max_completion_length=16, select_every=2, dev_limit=2, test_limit=2, parity_limit=1, max_new_tokens=32)
 
@@ -457,14 +457,28 @@ def report(out: Path, rows: dict, args: argparse.Namespace, sizes: Sizes) -> dic
 # ----------------------------------------------------------------------------------------------
 
 
-def set_threads(n: int) -> None:
+def selected_sft(out: Path, wait_s: int) -> Path:
+    """The SFT checkpoint selected on dev; GRPO (c) and (d) both start from it. When another
+    invocation is running the SFT stage, wait for it (up to wait_s seconds)."""
+    marker = out / "sft" / "stage.json"
+    deadline = time.time() + wait_s
+    if not marker.is_file():
+        print(f"bench: waiting for the sft stage ({marker}) for up to {wait_s} s", flush=True)
+    while not marker.is_file():
+        if time.time() > deadline:
+            raise BenchError(f"{marker} is missing: run the sft stage first (--stages=sft), or raise --wait_s")
+        time.sleep(20)
+    return Path(json.loads(marker.read_text())["selected"])
+
+
+def set_threads(n: int, first_core: int) -> None:
     """Pin this process (and so llama.cpp's default thread count and torch's) to `n` cores."""
     if n <= 0:
         return
     cores = sorted(os.sched_getaffinity(0))
-    if n > len(cores):
-        raise BenchError(f"--threads={n}: only {len(cores)} cores are available")
-    os.sched_setaffinity(0, cores[:n])
+    if first_core + n > len(cores):
+        raise BenchError(f"--threads={n} --first_core={first_core}: only {len(cores)} cores are available")
+    os.sched_setaffinity(0, cores[first_core:first_core + n])
     os.environ["OMP_NUM_THREADS"] = str(n)  # before torch is imported (it is imported by the stages)
 
 
@@ -478,10 +492,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=0,
                         help="pin the benchmark to this many CPU cores (torch and llama.cpp threads follow); 0 = all. "
                              "On a shared, loaded machine 1 is far faster: both runtimes spin-wait on busy cores")
+    parser.add_argument("--first_core", type=int, default=0, help="with --threads: the first of the cores to use")
+    parser.add_argument("--stages", default=",".join(ROWS),
+                        help="rows to run in this invocation (two invocations pinned to different cores can share --out: "
+                             "e.g. --stages=base,grpo_ref beside --stages=sft,grpo); the report is written once all exist")
+    parser.add_argument("--wait_s", type=int, default=0, help="grpo/grpo_ref: wait this long for another invocation's sft stage")
     for field in Sizes.__dataclass_fields__:
         parser.add_argument(f"--{field}", type=int, default=None, help=f"override the size {field}")
     args = parser.parse_args(argv)
-    set_threads(args.threads)
+    set_threads(args.threads, args.first_core)
     sizes = replace(QUICK if args.quick else FULL,
                     **{k: getattr(args, k) for k in Sizes.__dataclass_fields__ if getattr(args, k) is not None})
     if not (DATA / "train.json").is_file():
@@ -489,12 +508,24 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    rows = {"base": run_stage(out, "base", lambda d: base_stage(d, sizes))}
-    rows["sft"] = run_stage(out, "sft", lambda d: train_stage(d, sizes, args.seed, "sft", None, None))
-    sft_adapter = Path(rows["sft"]["selected"])
-    rows["grpo"] = run_stage(out, "grpo", lambda d: train_stage(d, sizes, args.seed, "grpo", {}, sft_adapter))
-    rows["grpo_ref"] = run_stage(out, "grpo_ref",
-                                 lambda d: train_stage(d, sizes, args.seed, "grpo", reference_weights(), sft_adapter))
+    stages = [x.strip() for x in args.stages.split(",") if x.strip()]
+    unknown = [x for x in stages if x not in ROWS]
+    if unknown or not stages:
+        raise BenchError(f"--stages={args.stages}: give some of {','.join(ROWS)}")
+    weights = {"grpo": {}, "grpo_ref": reference_weights()}  # {}: the registry's DEFAULT_WEIGHTS
+    for stage in stages:
+        if stage == "base":
+            run_stage(out, stage, lambda d: base_stage(d, sizes))
+        elif stage == "sft":
+            run_stage(out, stage, lambda d: train_stage(d, sizes, args.seed, "sft", None, None))
+        else:  # (c) and (d): the same selected SFT checkpoint, steps and seed; only the reward weights differ
+            start = None if (out / stage / "stage.json").is_file() else selected_sft(out, args.wait_s)
+            run_stage(out, stage, lambda d: train_stage(d, sizes, args.seed, "grpo", weights[stage], start))
+    missing = [r for r in ROWS if not (out / r / "stage.json").is_file()]
+    if missing:  # another invocation runs them (--stages); whichever finishes last writes the report
+        print(f"bench: report waits for {', '.join(missing)} (run them with --stages, then rerun to report)", flush=True)
+        return {}
+    rows = {r: json.loads((out / r / "stage.json").read_text()) for r in ROWS}
     results = report(out, rows, args, sizes)
     print(f"bench: total {time.perf_counter() - started:.0f} s this invocation; results in {out / 'results.md'}", flush=True)
     print(render(results).split("\n\n### Dev")[0])

@@ -100,3 +100,13 @@ def test_missing_docs_markers_is_a_clear_error(quick, tmp_path):
                           capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
     assert proc.returncode == 2
     assert "markers are missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_grpo_without_sft_is_a_clear_error(tmp_path):
+    """(c)/(d) start from the SFT stage's selected checkpoint; without it (and no wait) they refuse."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", f"--out={tmp_path}", "--stages=grpo"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    assert proc.returncode == 2
+    assert "run the sft stage first" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "grpo" / "stage.json").exists()
