@@ -52,6 +52,10 @@ def run_side(model: str, backend: str, examples: Sequence[Example], *, max_new_t
     results = runner.run(requests)
     seconds = time.perf_counter() - started
     corpus = score_corpus((r.graph, ex.graph) for r, ex in zip(results, examples)).report()
+    # Texts/s depends on how much each runtime chose to write; tokens/s (counted by the runtime's own
+    # tokenizer) is the like-for-like speed.
+    count = getattr(runner.backend, "count_tokens", None)
+    tokens = sum(count(r.completion) for r in results) if count else None
     report = {
         "backend": spec.backend,
         "model": model,
@@ -62,6 +66,8 @@ def run_side(model: str, backend: str, examples: Sequence[Example], *, max_new_t
         "load_seconds": round(load_s, 3),
         "seconds": round(seconds, 3),
         "texts_per_second": len(examples) / seconds if seconds > 0 else None,
+        "completion_tokens": tokens,
+        "tokens_per_second": tokens / seconds if tokens is not None and seconds > 0 else None,
         "scores": {k: corpus[k] for k in ("entity", "relation", "entity_boundaries", "relation_boundaries")},
     }
     return SideResult(report, [r.completion for r in results], [r.error for r in results])
