@@ -298,12 +298,13 @@ class OpenAIBackend:
     def __init__(self, model: str, *, base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
                  retries: int = 3, backoff: float = 1.0, concurrency: int = 1, schema_style: str = "json_schema",
                  sleep: Callable[[float], None] | None = None):
-        from t2g.openai_client import OpenAIChatClient
+        from t2g.openai_client import chat_client
 
         response_format(["x"], ["y"], schema_style)  # reject a bad style now, not on the first row
         extra = {"sleep": sleep} if sleep is not None else {}
-        self.client = OpenAIChatClient(base_url, model, api_key_env=api_key_env, timeout=timeout, retries=retries,
-                                       backoff=backoff, **extra)
+        # a comma-separated base_url: a pool, each request to the endpoint with the fewest in flight
+        self.client = chat_client(base_url, model, api_key_env=api_key_env, timeout=timeout, retries=retries,
+                                  backoff=backoff, **extra)
         self.schema_style = schema_style
         self.concurrency = max(1, int(concurrency))
         self.context_length: int | None = None  # unknown: chunking by characters only when asked

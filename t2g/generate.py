@@ -42,7 +42,7 @@ from t2g.data import DataError, Example, write_jsonl
 from t2g.dedup import near_duplicates
 from t2g.inventory import Inventory, count_types
 from t2g.io import append_jsonl_line, write_json_atomic
-from t2g.openai_client import EndpointError, OpenAIChatClient
+from t2g.openai_client import EndpointError, EndpointPool, OpenAIChatClient, chat_client, split_base_urls
 from t2g.parsing import parse_completion
 from t2g.prompts import PROMPT_VERSION
 from t2g.schema import (DANGLING_HEAD, DANGLING_TAIL, SPAN_NOT_IN_TEXT, UNKNOWN_ENTITY_TYPE, UNKNOWN_RELATION_TYPE,
@@ -121,9 +121,17 @@ class GenerateConfig:
         if self.ground_spans and self.structured == "none":
             raise DataError("--ground_spans needs structured output: give --structured json_schema, json_object or grammar")
         for url_flag in ("base_url", "reasoning_base_url"):
-            url = getattr(self, url_flag)
-            if url is not None and not str(url).startswith(("http://", "https://")):
-                raise DataError(f"--{url_flag}={url!r}: give the endpoint's URL, e.g. http://127.0.0.1:8000/v1")
+            value = getattr(self, url_flag)
+            if value is None:
+                continue
+            try:  # a comma-separated list fans requests out over several endpoints serving the same model
+                urls = split_base_urls(value)
+            except ValueError as exc:
+                raise DataError(f"--{url_flag}: {exc}") from None
+            for url in urls:
+                if not url.startswith(("http://", "https://")):
+                    raise DataError(f"--{url_flag}={url!r}: give the endpoint's URL, e.g. http://127.0.0.1:8000/v1 "
+                                    f"(several: comma-separated)")
         bad = [f"--{name} must be {rule}" for name, ok, rule in (
             ("concurrency", self.concurrency >= 1, ">= 1"), ("max_tokens", self.max_tokens >= 1, ">= 1"),
             ("trace_max_tokens", self.trace_max_tokens >= 1, ">= 1"),
@@ -294,9 +302,10 @@ def _text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _client(cfg: GenerateConfig, base_url: str, model: str) -> OpenAIChatClient:
-    return OpenAIChatClient(base_url, model, api_key_env=cfg.api_key_env, timeout=cfg.timeout,
-                            retries=cfg.retries, backoff=cfg.backoff)
+def _client(cfg: GenerateConfig, base_url: str, model: str) -> OpenAIChatClient | EndpointPool:
+    """One endpoint, or a pool over a comma-separated list (each request to the least busy one)."""
+    return chat_client(base_url, model, api_key_env=cfg.api_key_env, timeout=cfg.timeout,
+                       retries=cfg.retries, backoff=cfg.backoff)
 
 
 def _ask_teacher(cfg: GenerateConfig, paths: Paths, texts: list[SourceText], summary: Summary) -> dict[str, dict]:

@@ -234,3 +234,74 @@ def _parse_response(raw: bytes, status: int) -> ChatResponse:
     usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}
     finish = choices[0].get("finish_reason")
     return ChatResponse(content, finish if isinstance(finish, str) else None, usage)
+
+
+# ----------------------------------------------------------------------------------------------
+# Several endpoints serving the same model: fan requests out over them.
+
+
+def split_base_urls(base_url: str | Sequence[str]) -> list[str]:
+    """`http://a:8000/v1,http://b:8000/v1` (or a list) -> the endpoint URLs, in order."""
+    parts = base_url.split(",") if isinstance(base_url, str) else [str(u) for u in base_url]
+    urls = [u.strip() for u in parts if u.strip()]
+    if not urls:
+        raise ValueError(f"base_url names no endpoint: {base_url!r} (e.g. http://127.0.0.1:8000/v1)")
+    if len(set(urls)) != len(urls):
+        raise ValueError(f"base_url names an endpoint twice: {base_url!r}")
+    return urls
+
+
+class EndpointPool:
+    """The `OpenAIChatClient` interface over several endpoints that serve the same model.
+
+    Each request goes to the endpoint with the fewest requests in flight (ties: round-robin), so a
+    slow or busy server gets less work. Retries stay with the endpoint that was chosen; an endpoint
+    that fails for good raises its own `EndpointError` (naming its URL): no request is quietly
+    moved to another server. Thread-safe; `in_flight` and `served` are counters for inspection.
+    """
+
+    def __init__(self, clients: Sequence[OpenAIChatClient]):
+        import threading
+
+        if len(clients) < 1:
+            raise ValueError("EndpointPool needs at least one client")
+        self.clients = list(clients)
+        self.model = self.clients[0].model
+        self.base_url = ",".join(c.base_url for c in self.clients)
+        self.url = ",".join(c.url for c in self.clients)
+        self.in_flight = [0] * len(self.clients)
+        self.served = [0] * len(self.clients)
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def _acquire(self) -> int:
+        with self._lock:
+            n = len(self.clients)
+            order = [(self._next + k) % n for k in range(n)]
+            best = min(order, key=lambda i: self.in_flight[i])  # min keeps the first among equals
+            self._next = (best + 1) % n
+            self.in_flight[best] += 1
+            return best
+
+    def _release(self, i: int) -> None:
+        with self._lock:
+            self.in_flight[i] -= 1
+            self.served[i] += 1
+
+    def complete(self, messages: Sequence[Mapping[str, str]], **kwargs: Any) -> ChatResponse:
+        i = self._acquire()
+        try:
+            return self.clients[i].complete(messages, **kwargs)
+        finally:
+            self._release(i)
+
+    def chat(self, messages: Sequence[Mapping[str, str]], **kwargs: Any) -> str:
+        return self.complete(messages, **kwargs).content
+
+
+def chat_client(base_url: str | Sequence[str], model: str, **kwargs: Any) -> OpenAIChatClient | EndpointPool:
+    """One client for one URL; an `EndpointPool` for a comma-separated list (or a list) of URLs."""
+    urls = split_base_urls(base_url)
+    if len(urls) == 1:
+        return OpenAIChatClient(urls[0], model, **kwargs)
+    return EndpointPool([OpenAIChatClient(u, model, **kwargs) for u in urls])

@@ -227,6 +227,15 @@ def test_filters_account_for_every_text(tmp_path):
     assert on_disk["example_ids_per_drop_reason"]["empty_graph"] == [text_id(TEXTS[4])]
 
 
+def test_teacher_requests_fan_out_over_several_endpoints(tmp_path):
+    """--base_url=a,b: the same run as with one endpoint, its requests spread over both."""
+    with FakeServer(teacher_fake()) as a, FakeServer(teacher_fake()) as b:
+        report = generate(config(tmp_path, f"{a.base_url},{b.base_url}", structured="none", concurrency=2))
+    assert report["teacher"]["answered_now"] == len(a.requests) + len(b.requests) == len(TEXTS)
+    assert len(a.requests) >= 1 and len(b.requests) >= 1
+    assert report["teacher"]["not_answered"] == 0
+
+
 def test_oversized_and_keep_empty(tmp_path):
     with FakeServer(teacher_fake({"Frank": [("json", 200, chat_body('{"entities": [], "relations": []}'))]})) as srv:
         report = generate(config(tmp_path, srv.base_url, max_entities=2, keep_empty=True))
@@ -468,6 +477,8 @@ def test_cli_generate_flags_and_exit_status(tmp_path, capsys):
     ({"entity_types": ["person", "persons"]}, "name the same type"),
     ({"relation_types": None}, "give both"),
     ({"base_url": "localhost:8000"}, "--base_url='localhost:8000'"),
+    ({"base_url": "http://127.0.0.1:9/v1,localhost:8001"}, "--base_url='localhost:8001'"),
+    ({"base_url": "http://127.0.0.1:9/v1,http://127.0.0.1:9/v1"}, "names an endpoint twice"),
     ({"output": "out.json"}, "must end with .jsonl"),
     ({"structured": "xml"}, "--structured='xml'"),
     ({"structured": "none", "ground_spans": True}, "--ground_spans needs structured output"),

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from servers import FakeServer, chat_body, llama_server, llama_server_available
-from t2g.openai_client import EndpointError, OpenAIChatClient
+from t2g.openai_client import EndpointError, EndpointPool, OpenAIChatClient, chat_client, split_base_urls
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -160,3 +160,56 @@ def test_real_llama_cpp_server_answers_with_schema_constrained_json(smollm2_gguf
                              max_tokens=24, response_format={"type": "json_object", "schema": schema})
     assert isinstance(plain, str) and plain.strip()
     assert isinstance(json.loads(constrained)["answer"], str)
+
+
+# --- several endpoints: EndpointPool ------------------------------------------------------------
+
+
+def test_one_url_gives_a_plain_client_and_a_list_gives_a_pool():
+    assert isinstance(chat_client("http://127.0.0.1:1/v1", "m"), OpenAIChatClient)
+    pool = chat_client(" http://127.0.0.1:1/v1 , http://127.0.0.1:2/v1 ", "m")
+    assert isinstance(pool, EndpointPool)
+    assert [c.base_url for c in pool.clients] == ["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"]
+
+
+@pytest.mark.parametrize("value, match", [(",", "names no endpoint"), ("http://a/v1,http://a/v1", "twice")])
+def test_bad_url_lists_are_rejected(value, match):
+    with pytest.raises(ValueError, match=match):
+        split_base_urls(value)
+
+
+def test_sequential_requests_go_round_robin_over_the_endpoints():
+    answer = sequence(("json", 200, chat_body("ok")))
+    with FakeServer(answer) as a, FakeServer(answer) as b, FakeServer(answer) as c:
+        pool = chat_client(",".join(s.base_url for s in (a, b, c)), "teacher", timeout=5.0, retries=0)
+        for _ in range(7):
+            assert pool.chat(MESSAGES) == "ok"
+    assert (len(a.requests), len(b.requests), len(c.requests)) == (3, 2, 2)
+    assert pool.served == [3, 2, 2] and pool.in_flight == [0, 0, 0]
+
+
+def test_concurrent_requests_go_to_the_least_busy_endpoint():
+    """A slow endpoint keeps its request in flight, so the others take the rest of the work."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with FakeServer(sequence(("sleep", 1.5, ("json", 200, chat_body("slow"))))) as slow, \
+            FakeServer(sequence(("sleep", 0.05, ("json", 200, chat_body("fast"))))) as fast:
+        pool = chat_client(f"{slow.base_url},{fast.base_url}", "teacher", timeout=10.0, retries=0)
+        with ThreadPoolExecutor(2) as ex:
+            first = ex.submit(pool.chat, MESSAGES)  # goes to `slow` (first among idle endpoints)
+            import time as _time
+            _time.sleep(0.3)
+            rest = [ex.submit(pool.chat, MESSAGES) for _ in range(4)]
+            answers = [f.result() for f in rest]
+            assert first.result() == "slow"
+    assert answers == ["fast"] * 4
+    assert (len(slow.requests), len(fast.requests)) == (1, 4)
+
+
+def test_a_dead_endpoint_in_a_pool_fails_loudly_naming_its_url():
+    with FakeServer(sequence(("json", 200, chat_body("ok")))) as alive:
+        dead = "http://127.0.0.1:9/v1"
+        pool = chat_client(f"{dead},{alive.base_url}", "teacher", timeout=2.0, retries=0)
+        with pytest.raises(EndpointError, match="127.0.0.1:9/v1"):
+            pool.chat(MESSAGES)  # no silent move to the live endpoint
+        assert pool.chat(MESSAGES) == "ok"  # the next request goes round to the other one
