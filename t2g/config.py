@@ -22,6 +22,7 @@ STAGES = ("sft", "grpo", "export", "evaluate")
 BACKENDS = ("unsloth", "hf")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 REPORT_TO = ("tensorboard", "wandb", "none")
+VLLM_MODES = ("off", "colocate", "server")
 WEIGHT_PREFIX = "w_"
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -40,7 +41,7 @@ class TrainConfig:
 
     # Model
     model: str = "Qwen/Qwen2.5-1.5B-Instruct"  # hub name or local HF folder
-    backend: str = "unsloth"  # unsloth | hf (transformers + peft)
+    backend: str = "unsloth"  # unsloth (one GPU, one process) | hf (transformers + peft; also under accelerate launch)
     load_in_4bit: bool = True
     dtype: str = "auto"  # auto | bf16 | fp16 | fp32 (compute dtype)
     max_seq_length: int = 2048  # prompt + completion, in tokens
@@ -49,8 +50,15 @@ class TrainConfig:
     lora_dropout: float = 0.0
     lora_target_modules: tuple = DEFAULT_LORA_TARGETS
     gradient_checkpointing: bool = True
-    fast_inference: bool = False  # vLLM generation in GRPO (unsloth backend, CUDA + vllm only)
-    gpu_memory_utilization: float = 0.6  # vLLM's share of GPU memory with fast_inference
+    # GRPO generation with vLLM (CUDA + vllm only). off: transformers' generate. colocate: vLLM inside
+    # the training process (unsloth: its fast_inference engine; hf: TRL's colocate mode). server: TRL's
+    # `trl vllm-serve` on other GPUs (hf backend), reached at vllm_server_host:vllm_server_port.
+    vllm_mode: str = "off"  # off | colocate | server
+    fast_inference: bool = False  # unsloth's name for --vllm_mode=colocate (either flag turns it on)
+    gpu_memory_utilization: float = 0.6  # vLLM's share of GPU memory when colocated
+    vllm_server_host: str = "127.0.0.1"
+    vllm_server_port: int = 8000
+    vllm_server_timeout: float = 240.0  # seconds to wait for the server to answer /health
     trust_remote_code: bool = False
 
     # Data
@@ -259,6 +267,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("--report_to=wandb needs the wandb package: pip install wandb (then wandb login)")
     _validate_rewards(cfg)
     _validate_sizes(cfg)
+    _validate_processes(cfg)
     _validate_gpu_options(cfg)
     _validate_output(cfg)
     unsupported = [s for s in cfg.stages if s not in cfg.RECIPE_STAGES]
@@ -317,18 +326,51 @@ def _validate_sizes(cfg: TrainConfig) -> None:
         raise ConfigError("--max_examples, --augment_copies and --sample_every must be >= 0")
 
 
+def launched_processes() -> int:
+    """How many processes this run is one of (accelerate launch / torchrun set WORLD_SIZE)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        return 1
+
+
+def _validate_processes(cfg: TrainConfig) -> None:
+    processes = launched_processes()
+    if processes > 1 and cfg.backend == "unsloth":
+        raise ConfigError(
+            f"--backend=unsloth trains on one GPU in one process, and this is a {processes}-process launch "
+            f"(WORLD_SIZE={processes}); for several GPUs or nodes use --backend=hf under accelerate launch "
+            f"(DDP, DeepSpeed or FSDP: see docs/scaling.md), or run unsloth with plain python")
+
+
 def _validate_gpu_options(cfg: TrainConfig) -> None:
-    if not cfg.fast_inference:
+    """One vLLM switch: --fast_inference is unsloth's spelling of --vllm_mode=colocate."""
+    _one_of("vllm_mode", cfg.vllm_mode, VLLM_MODES)
+    if cfg.fast_inference:
+        if cfg.vllm_mode == "server":
+            raise ConfigError("--fast_inference (vLLM inside the training process) contradicts --vllm_mode=server; "
+                              "give one of them")
+        if cfg.backend != "unsloth":
+            raise ConfigError("--fast_inference is unsloth's built-in vLLM; with --backend=hf use --vllm_mode=colocate "
+                              "(or --vllm_mode=server with trl vllm-serve)")
+        cfg.vllm_mode = "colocate"
+    if cfg.vllm_mode == "off":
         return
-    if cfg.backend != "unsloth":
-        raise ConfigError("--fast_inference (vLLM generation) is an unsloth-backend option; use --backend=unsloth")
+    flag = "--fast_inference" if cfg.fast_inference else f"--vllm_mode={cfg.vllm_mode}"
+    if cfg.vllm_mode == "server" and cfg.backend != "hf":
+        raise ConfigError("--vllm_mode=server (generations from trl vllm-serve) runs with --backend=hf; unsloth's vLLM "
+                          "runs inside the training process: --vllm_mode=colocate")
+    if cfg.backend == "unsloth":
+        cfg.fast_inference = True  # --vllm_mode=colocate on unsloth is its fast_inference engine
     if not cuda_available():
-        raise ConfigError("--fast_inference uses vLLM, which needs a CUDA GPU and none is visible; "
-                          "drop --fast_inference to generate with transformers")
+        raise ConfigError(f"{flag} uses vLLM, which needs a CUDA GPU and none is visible; "
+                          f"drop {flag} to generate with transformers")
     if importlib.util.find_spec("vllm") is None:
-        raise ConfigError("--fast_inference needs vLLM: pip install vllm (or drop --fast_inference)")
+        raise ConfigError(f"{flag} needs vLLM: pip install vllm (or drop {flag})")
     if not 0.05 <= cfg.gpu_memory_utilization <= 0.95:
         raise ConfigError(f"--gpu_memory_utilization={cfg.gpu_memory_utilization} must be within 0.05..0.95")
+    if cfg.vllm_mode == "server" and not (0 < cfg.vllm_server_port < 65536 and cfg.vllm_server_timeout > 0):
+        raise ConfigError("--vllm_server_port must be within 1..65535 and --vllm_server_timeout > 0")
 
 
 def _validate_output(cfg: TrainConfig) -> None:

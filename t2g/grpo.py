@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from t2g import runs
+from t2g import distributed, runs
 from t2g.config import resolved_weights
 from t2g.train import Session, ensure_model, grpo_rows
 from t2g.trainer_utils import SaveAtEnd, close_stage, common_args, resume_point, stage_already_done
@@ -38,10 +38,26 @@ def grpo_config(cfg, run, reward_weights: list[float]):
         scale_rewards=cfg.scale_rewards,
         mask_truncated_completions=cfg.mask_truncated_completions,
         reward_weights=reward_weights,
-        use_vllm=cfg.fast_inference,
-        vllm_gpu_memory_utilization=cfg.gpu_memory_utilization,
+        **vllm_args(cfg),
         log_completions=False,  # samples.jsonl instead (no rich/pandas dependency, rewards by name)
     )
+
+
+def vllm_args(cfg) -> dict:
+    """GRPOConfig's vLLM settings from --vllm_mode (validated: CUDA and vllm are present).
+
+    unsloth: its fast_inference engine (loaded with the model) behind TRL's use_vllm; hf: TRL's own
+    colocate mode, or its client for a `trl vllm-serve` server (which must serve the same base model).
+    """
+    if cfg.vllm_mode == "off":
+        return {"use_vllm": False}
+    args = {"use_vllm": True, "vllm_gpu_memory_utilization": cfg.gpu_memory_utilization}
+    if cfg.backend == "hf":
+        args["vllm_mode"] = cfg.vllm_mode
+        if cfg.vllm_mode == "server":
+            args.update(vllm_server_host=cfg.vllm_server_host, vllm_server_port=cfg.vllm_server_port,
+                        vllm_server_timeout=cfg.vllm_server_timeout)
+    return args
 
 
 def build_rewards(cfg, tokenizer):
@@ -76,5 +92,6 @@ def run_grpo(session: Session) -> dict:
         callbacks=[SaveAtEnd(), *session.callbacks],
     )
     rewards.RewardDiagnosticsCallback(funcs).install(trainer)  # diagnostics/* rates beside the rewards
+    distributed.check_trainer(trainer)  # every launched process in one group, or stop here
     trainer.train(resume_from_checkpoint=resume_point(run, "grpo"))
     return close_stage(session, "grpo", trainer, extra={"rewards": [f.__name__ for f in funcs]})

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from t2g import distributed
 from t2g.config import ConfigError, TrainConfig, env_defaults
 
 EMBEDDED_PREFIX = "embedded:"  # embedded:smollm2 / embedded:tiny: offline models from t2g.assets
@@ -176,8 +177,14 @@ def _load_hf(cfg: TrainConfig, name: str, adapter: str | Path | None) -> LoadedM
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype if dtype != torch.float32 or torch.cuda.is_available() else torch.float32)
+    engine = distributed.sharded_engine()
+    if engine and cfg.load_in_4bit:
+        # ZeRO-3 / FSDP shard parameters by dtype: 4-bit weights must be stored as the compute dtype
+        kwargs["quantization_config"].bnb_4bit_quant_storage = dtype
     if torch.cuda.is_available():
-        kwargs["device_map"] = {"": 0}
+        if engine is None:  # DDP (or one process): each rank holds the whole model on its own GPU
+            kwargs["device_map"] = {"": distributed.local_rank()}
+        # DeepSpeed / FSDP place and shard the weights themselves: no device_map
     else:
         from t2g.cpu_compat import patch_trl_fused_lm_head
 

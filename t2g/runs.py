@@ -8,6 +8,9 @@
     <run>/<stage>/adapter/   the stage's final LoRA adapter + tokenizer
     <run>/<stage>/done.json  written last: the stage finished (steps, final metrics)
     <run>/summary.json       where things are (the final adapter: the last finished stage's), final numbers
+
+Under `accelerate launch` (several processes) all ranks share one directory, named by rank 0, and
+only rank 0 writes these files (`t2g.distributed`); the others only read them (done.json on resume).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from t2g import distributed
 from t2g.config import TrainConfig
 from t2g.io import append_jsonl_line, write_json_atomic
 from t2g.prompts import PROMPT_VERSION
@@ -63,13 +67,16 @@ class Run:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def mark_done(self, stage: str, info: dict) -> None:
-        write_json_atomic(self.stage_dir(stage) / "done.json", info)
+        if distributed.is_main():
+            write_json_atomic(self.stage_dir(stage) / "done.json", info)
 
     def last_checkpoint(self, stage: str) -> Path | None:
         return last_complete_checkpoint(self.stage_dir(stage))
 
     def record(self, **info: Any) -> None:
-        """Merge facts learned while running (model loaded, 4-bit or not) into run.json."""
+        """Merge facts learned while running (model loaded, 4-bit or not) into run.json (rank 0 only)."""
+        if not distributed.is_main():
+            return
         path = self.dir / "run.json"
         data = json.loads(path.read_text()) if path.is_file() else {}
         data.update(info)
@@ -100,8 +107,15 @@ RESUMABLE_CHANGES = {"resume", "sft_max_steps", "sft_epochs", "grpo_max_steps", 
 
 
 def open_run(cfg: TrainConfig, extra: dict | None = None) -> Run:
-    """Create a fresh run directory, or reopen one for --resume (warning on changed settings)."""
-    path = Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg)
+    """Create a fresh run directory, or reopen one for --resume (warning on changed settings).
+
+    Several processes: rank 0 picks the name (its timestamp) and every rank gets that same path;
+    rank 0 creates and writes it, the others wait for it.
+    """
+    path = Path(distributed.broadcast(str(Path(cfg.output_dir) if cfg.output_dir else default_run_dir(cfg))))
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 has written config.json and run.json
+        return Run(path.resolve(), cfg)
     if cfg.resume:
         old = json.loads((path / "config.json").read_text())
         changed = {k: (old.get(k), v) for k, v in cfg.to_dict().items()
@@ -113,7 +127,9 @@ def open_run(cfg: TrainConfig, extra: dict | None = None) -> Run:
     run = Run(path.resolve(), cfg)
     write_json_atomic(path / "config.json", cfg.to_dict())
     run.record(prompt_version=PROMPT_VERSION, versions=package_versions(), argv=sys.argv,
-               started=time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {}))
+               started=time.strftime("%Y-%m-%dT%H:%M:%S"), world_size=distributed.world_size(),
+               **(extra or {}))
+    distributed.barrier()
     return run
 
 
@@ -165,8 +181,8 @@ class SampleLog:
         state = kwargs.get("trainer_state")
         step = int(getattr(state, "global_step", 0))
         batch, self._batch = self._batch, {}
-        if step < self._next_step:
-            return
+        if step < self._next_step or not distributed.is_main():
+            return  # several ranks: rank 0 logs its share of the batch
         self._next_step = step + self.every
         ids = kwargs.get("id") or [None] * len(completions)
         with open(self.samples_path, "a", encoding="utf-8") as f:
@@ -197,6 +213,7 @@ def _num(value: Any) -> float | None:
 
 
 def write_summary(run: Run, stages: dict[str, dict]) -> dict:
+    """summary.json (written by rank 0; every rank gets the same dict back)."""
     final_adapter = None
     for stage in ("grpo", "sft"):
         if run.adapter_dir(stage).is_dir():
@@ -210,7 +227,8 @@ def write_summary(run: Run, stages: dict[str, dict]) -> dict:
         "tensorboard": str(run.dir / "tb") if (run.dir / "tb").is_dir() else None,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    write_json_atomic(run.dir / "summary.json", summary)
+    if distributed.is_main():
+        write_json_atomic(run.dir / "summary.json", summary)
     return summary
 
 
@@ -226,7 +244,9 @@ def print_summary(summary: dict) -> None:
 
 
 def announce(run_dir: Path | str) -> None:
-    """The last line of every run: where it is (scripts parse this line)."""
+    """The last line of every run: where it is (scripts parse this line). Rank 0's only."""
+    if not distributed.is_main():
+        return
     sys.stdout.flush()
     sys.stderr.flush()
     print(f"run directory: {run_dir}", flush=True)

@@ -7,7 +7,7 @@ collator); seeded. Checkpoints every --save_steps; --resume continues from the l
 
 from __future__ import annotations
 
-from t2g import runs
+from t2g import distributed, runs
 from t2g.train import Session, ensure_model, sft_rows
 from t2g.trainer_utils import SaveAtEnd, close_stage, common_args, resume_point, stage_already_done
 
@@ -48,5 +48,6 @@ def run_sft(session: Session) -> dict:
         processing_class=loaded.tokenizer,
         callbacks=[SaveAtEnd(), *session.callbacks],
     )
+    distributed.check_trainer(trainer)  # every launched process in one group, or stop here
     trainer.train(resume_from_checkpoint=resume_point(run, "sft"))
     return close_stage(session, "sft", trainer)

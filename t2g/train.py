@@ -13,12 +13,14 @@ is loaded or a step is taken.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from t2g import distributed
 from t2g.augment import AugmentConfig, augment
 from t2g.config import ConfigError, TrainConfig
 from t2g.data import Example, load_examples
@@ -122,14 +124,30 @@ def start(cfg: TrainConfig) -> Session:
     """Check everything, then open the run directory and load the model with LoRA."""
     from t2g import models, runs
 
-    examples = load_data(cfg)  # a missing or broken dataset fails here, in a second
     models.import_backend(cfg.backend)  # before anything imports transformers/trl/peft
-    name = models.resolve_model_name(cfg.model)
+    distributed.warn_single_cpu_launch()
+    with distributed.main_first():  # several processes: rank 0 fills caches (hub data, embedded models) first
+        examples = load_data(cfg)  # a missing or broken dataset fails here, in a second
+        name = models.resolve_model_name(cfg.model)
     tokenizer = models.load_tokenizer(cfg, name)
     examples = check_lengths(examples, tokenizer, cfg)
+    same_examples_on_every_rank(examples)
     run = runs.open_run(cfg, extra={"model_resolved": name, "examples": len(examples)})
     print(f"t2g: run directory {run.dir}; {len(examples)} examples; stages {','.join(cfg.stages)}")
     return Session(cfg, examples, tokenizer, run, name)
+
+
+def same_examples_on_every_rank(examples: Sequence[Example]) -> None:
+    """Under several processes the trainers shard one seeded order of one dataset: every rank must
+    hold the same examples in the same order (a rank that read other data would train on it)."""
+    if not distributed.is_distributed():
+        return
+    import hashlib
+
+    mine = hashlib.sha256(json.dumps([[ex.id, ex.text] for ex in examples]).encode()).hexdigest()
+    if distributed.broadcast(mine) != mine:
+        raise ConfigError(f"rank {distributed.rank()} loaded other examples than rank 0 (same --dataset and --seed "
+                          f"on every node? the same file contents?)")
 
 
 def ensure_model(session: Session, adapter: Path | None = None) -> Any:
@@ -165,6 +183,7 @@ def finish(session: Session) -> dict:
             session.stages[stage] = session.run.done(stage)
     summary = runs.write_summary(session.run, session.stages)
     summary["wall_s"] = round(time.time() - session.started, 1)
-    runs.print_summary(summary)
-    print(f"  wall time:   {summary['wall_s']} s")
+    if distributed.is_main():
+        runs.print_summary(summary)
+        print(f"  wall time:   {summary['wall_s']} s")
     return summary

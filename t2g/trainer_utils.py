@@ -49,8 +49,19 @@ def common_args(cfg, run, stage: str) -> dict[str, Any]:
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         dataloader_num_workers=0,
+        **distributed_args(),
         **precision(cfg),
     )
+
+
+def distributed_args() -> dict[str, Any]:
+    """Several processes without CUDA: tell the Trainer it is a CPU (gloo) group; otherwise accelerate
+    treats every rank as a separate one-process run."""
+    import torch
+
+    from t2g import distributed
+
+    return {"use_cpu": True} if distributed.is_distributed() and not torch.cuda.is_available() else {}
 
 
 def resume_point(run, stage: str):
@@ -64,13 +75,23 @@ def resume_point(run, stage: str):
 
 
 def close_stage(session, stage: str, trainer, extra: dict | None = None) -> dict:
-    """Save the stage's adapter and log history, then mark it done (done.json is written last)."""
+    """Save the stage's adapter and log history, then mark it done (done.json is written last).
+
+    Every rank takes part in the save (DeepSpeed ZeRO-3 and FSDP gather the sharded LoRA weights
+    through the Trainer); rank 0 alone writes files.
+    """
+    from t2g import distributed
     from t2g.models import save_adapter
 
     run = session.run
     history = trainer.state.log_history
-    write_json_atomic(run.stage_dir(stage) / "log_history.json", history)
-    save_adapter(session.loaded, run.adapter_dir(stage))
+    if distributed.is_main():
+        write_json_atomic(run.stage_dir(stage) / "log_history.json", history)
+    if distributed.is_distributed():
+        save_adapter_distributed(trainer, session.loaded.tokenizer, run.adapter_dir(stage))
+    else:
+        save_adapter(session.loaded, run.adapter_dir(stage))
+    distributed.report_rank_state(stage, session.loaded.model, trainer.state.global_step, run.dir)
     info = {"steps": trainer.state.global_step, "adapter": str(run.adapter_dir(stage))}
     last = {k: v for row in history for k, v in row.items() if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}
     for key in ("train_loss", "loss", "reward", "train_runtime"):
@@ -79,6 +100,30 @@ def close_stage(session, stage: str, trainer, extra: dict | None = None) -> dict
     info.update(extra or {})
     run.mark_done(stage, info)
     return info
+
+
+def save_adapter_distributed(trainer, tokenizer, path) -> None:
+    """The adapter through `trainer.save_model` (the engine-aware save: it gathers ZeRO-3/FSDP shards
+    and writes from the main process only) into a temp folder that rank 0 then renames into place."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from t2g import distributed
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if distributed.is_main():
+        shutil.rmtree(tmp, ignore_errors=True)
+    distributed.barrier()
+    trainer.save_model(str(tmp))
+    if distributed.is_main():
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # the Trainer's; the checkpoints keep theirs
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    distributed.barrier()
 
 
 def stage_already_done(session, stage: str, max_steps: int) -> dict | None:

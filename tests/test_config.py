@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import time
@@ -157,3 +158,64 @@ def test_help_lists_flags_and_rewards():
     proc, _ = _run("--help")
     assert proc.returncode == 0
     assert "--grpo_max_steps=" in proc.stdout and "--w_relation_f1=" in proc.stdout
+
+
+# --- several processes, vLLM: refused early with the flag to use instead ------------------------
+
+
+def test_unsloth_refuses_a_multi_process_launch(Config, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"--backend=unsloth trains on one GPU.*2-process launch.*use --backend=hf"):
+        from_flags(Config, {})
+    assert from_flags(Config, {"backend": "hf"}).backend == "hf"  # the hf backend is the multi-process one
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert from_flags(Config, {}).backend == "unsloth"
+
+
+@pytest.mark.parametrize("flags, match", [
+    ({"vllm_mode": "server"}, "--vllm_mode=server (generations from trl vllm-serve) runs with --backend=hf"),
+    ({"fast_inference": True, "backend": "hf"}, "with --backend=hf use --vllm_mode=colocate"),
+    ({"fast_inference": True, "vllm_mode": "server", "backend": "hf"}, "contradicts --vllm_mode=server"),
+    ({"vllm_mode": "sever"}, "--vllm_mode='sever' is not one of off, colocate, server; did you mean server"),
+])
+def test_vllm_flags_that_cannot_work_together(Config, flags, match):
+    with pytest.raises(ConfigError, match=re.escape(match)):
+        from_flags(Config, flags)
+
+
+@pytest.mark.parametrize("flags, flag", [
+    ({"vllm_mode": "server", "backend": "hf"}, "--vllm_mode=server"),
+    ({"vllm_mode": "colocate", "backend": "hf"}, "--vllm_mode=colocate"),
+    ({"vllm_mode": "colocate"}, "--vllm_mode=colocate"),
+    ({"fast_inference": True}, "--fast_inference"),
+])
+def test_vllm_modes_need_cuda_then_vllm(Config, monkeypatch, flags, flag):
+    import t2g.config as config
+
+    monkeypatch.setattr(config, "cuda_available", lambda: False)
+    with pytest.raises(ConfigError, match=re.escape(f"{flag} uses vLLM, which needs a CUDA GPU and none is visible")):
+        from_flags(Config, flags)
+    monkeypatch.setattr(config, "cuda_available", lambda: True)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(config.importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real_find_spec(name, *a))
+    with pytest.raises(ConfigError, match=re.escape(f"{flag} needs vLLM: pip install vllm")):
+        from_flags(Config, flags)
+
+
+def test_vllm_settings_reach_grpo_config(Config, monkeypatch):
+    """With CUDA and vllm present (faked here), the modes map onto TRL's GRPOConfig fields."""
+    import t2g.config as config
+    from t2g.grpo import vllm_args
+
+    monkeypatch.setattr(config, "cuda_available", lambda: True)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(config.importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real_find_spec(name, *a))
+    server = from_flags(Config, {"backend": "hf", "vllm_mode": "server", "vllm_server_host": "10.0.0.5",
+                                 "vllm_server_port": 8001})
+    assert vllm_args(server) == {"use_vllm": True, "vllm_gpu_memory_utilization": 0.6, "vllm_mode": "server",
+                                 "vllm_server_host": "10.0.0.5", "vllm_server_port": 8001, "vllm_server_timeout": 240.0}
+    assert vllm_args(from_flags(Config, {"backend": "hf", "vllm_mode": "colocate"}))["vllm_mode"] == "colocate"
+    colocated = from_flags(Config, {"vllm_mode": "colocate"})  # unsloth: its own engine, one switch
+    assert colocated.fast_inference and vllm_args(colocated) == {"use_vllm": True, "vllm_gpu_memory_utilization": 0.6}
+    assert from_flags(Config, {"fast_inference": True}).vllm_mode == "colocate"
+    assert vllm_args(from_flags(Config, {})) == {"use_vllm": False}
