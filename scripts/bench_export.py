@@ -28,9 +28,12 @@ def _ggufs(model: str, work: Path, quants: list[str], base_model: str | None) ->
     """(HF model to compare against, {quant: gguf}) for `model` (smollm2, HF folder, adapter or run)."""
     from t2g.export.llamacpp import find_llama_cpp
     from t2g.export.merge import merge_to_hf
-    from t2g.export.stage import write_ggufs
+    from t2g.export.stage import run_adapter, run_base_model, write_ggufs
     from t2g.inference import resolve_model
 
+    run = Path(model)
+    if run.is_dir() and run_adapter(run) is not None:  # a training run: its final adapter, as t2g export takes it
+        base_model, model = base_model or run_base_model(run), str(run_adapter(run))
     spec = resolve_model(model, "hf", base_model=base_model)
     hf_dir = Path(spec.path)
     if spec.adapter:
