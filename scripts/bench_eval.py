@@ -3,6 +3,7 @@
     python scripts/bench_eval.py --limit 16                  # a quick look (minutes)
     python scripts/bench_eval.py                             # all 288 test sentences (long on CPU)
     python scripts/bench_eval.py --limit 16 --full_grammar   # also llama-cpp-python's own grammar= path
+    python scripts/bench_eval.py --limit 16 --n_threads 1    # on a CPU shared with other jobs (see below)
 
 Every configuration runs through `t2g.evaluate.evaluate` (the code behind `t2g evaluate`) on the same
 sentences in the same process, one after the other, and the table prints sentences/second with its
@@ -14,6 +15,8 @@ the same model), llama.cpp + grammar (GBNF from the type lists, argmax-first che
 --full_grammar llama.cpp + full grammar (the grammar filters the whole vocabulary at every step).
 HF has no constrained mode: its row says so instead of a number.
 Each configuration's full report lands in --out/<name>/ (report.json, report.md, predictions).
+On a CPU busy with other jobs, llama.cpp's worker threads spin-wait on each other and its ratio to
+HF collapses; `--n_threads 1` keeps the comparison meaningful there (and say so with the numbers).
 """
 
 from __future__ import annotations
