@@ -5,8 +5,9 @@ keep them identical. Only rank 0 may write the run directory (one directory, one
 TensorBoard file per stage; the Trainer's per-rank RNG states in checkpoints are the exception).
 
 `accelerate launch --cpu --num_processes 2` starts ONE process in accelerate 1.15 (several CPU
-processes need MPI), so the 2-process launch here is `--multi_gpu --num_processes 2`, which on a
-machine without GPUs runs torchrun with a gloo group; t2g tells the Trainer it is on CPU.
+processes need MPI), so the 2-process launch here uses the shipped configs/accelerate/ddp.yaml
+(MULTI_GPU), which on a machine without GPUs runs torchrun with a gloo group; t2g tells the Trainer
+it is on CPU.
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from test_training import TEXTS, lora_tensors, tiny_args
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "grpo_qwen_1_5b.py"
 ACCELERATE = Path(sys.executable).with_name("accelerate")
+CONFIGS = REPO / "configs" / "accelerate"
 
 
 def launch(*args: str, cwd: Path, env: dict | None = None, processes: int = 2, timeout: float = 240):
     full_env = dict(os.environ, UNSLOTH_AUTO_INSTALL="0", UNSLOTH_LLAMA_CPP_OFFLINE="1", HF_HUB_OFFLINE="1",
                     TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", **(env or {}))
-    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", str(RECIPE), *args]
+    # The shipped DDP config (MULTI_GPU: torchrun; on a machine without GPUs a gloo group on CPU).
+    cmd = [str(ACCELERATE), "launch", "--config_file", str(CONFIGS / "ddp.yaml"), "--num_processes", str(processes),
+           "--dynamo_backend", "no", "--main_process_port", "0", str(RECIPE), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
 
 
@@ -99,3 +102,17 @@ def test_unsloth_backend_refuses_a_two_process_launch(tmp_path):
     assert "use --backend=hf" in proc.stderr
     assert "Traceback (most recent call last):\n  File \"" + str(RECIPE) not in proc.stderr  # a message, not a crash
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name, kind", [("ddp", "MULTI_GPU"), ("deepspeed_zero2", "DEEPSPEED"),
+                                        ("deepspeed_zero3", "DEEPSPEED"), ("fsdp", "FSDP")])
+def test_shipped_accelerate_configs_load(name, kind):
+    """accelerate's own loader accepts each file (it rejects unknown keys) with the intended engine."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(CONFIGS / f"{name}.yaml"))
+    assert str(config.distributed_type).endswith(kind) and config.mixed_precision == "no"
+    if name.startswith("deepspeed"):
+        assert config.deepspeed_config["zero_stage"] == int(name[-1])
+    if name == "fsdp":
+        assert config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
