@@ -116,3 +116,26 @@ def test_shipped_accelerate_configs_load(name, kind):
         assert config.deepspeed_config["zero_stage"] == int(name[-1])
     if name == "fsdp":
         assert config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+
+
+def test_a_cpu_launch_that_starts_one_process_says_so(monkeypatch):
+    """`accelerate launch --cpu --num_processes 2` runs the script once: t2g warns instead of letting
+    a one-process run pass for two."""
+    from t2g import distributed
+
+    code = ("import subprocess, sys; sys.exit(subprocess.run([sys.executable, '-c', "
+            "'from t2g.distributed import processes_asked_of_launcher as p; print(p())']).returncode)")
+    for launcher_args, expected in ((["launch", "--cpu", "--num_processes", "3"], "3"),
+                                    (["launch", "--num_processes=2"], "2"), (["run", "--num_processes", "2"], "None")):
+        out = subprocess.run([sys.executable, "-c", code, *launcher_args], capture_output=True, text=True, cwd=REPO,
+                             env=dict(os.environ, PYTHONPATH=str(REPO)))
+        assert out.stdout.strip() == expected, (launcher_args, out.stdout, out.stderr)
+
+    messages: list[str] = []
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setattr(distributed, "processes_asked_of_launcher", lambda: 2)
+    assert distributed.warn_single_cpu_launch(messages.append)
+    assert "asked for 2 processes but started ONE" in messages[0] and "--multi_gpu --num_processes 2" in messages[0]
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a real 2-process launch: nothing to say
+    assert not distributed.warn_single_cpu_launch(messages.append) and len(messages) == 1
