@@ -124,10 +124,12 @@ def start(cfg: TrainConfig) -> Session:
     """Check everything, then open the run directory and load the model with LoRA."""
     from t2g import models, runs
 
-    models.import_backend(cfg.backend)  # before anything imports transformers/trl/peft
     distributed.warn_single_cpu_launch()
-    with distributed.main_first():  # several processes: rank 0 fills caches (hub data, embedded models) first
+    # Several processes: rank 0 fills shared caches (hub data, embedded models) first, the others reuse them.
+    with distributed.main_first():
         examples = load_data(cfg)  # a missing or broken dataset fails here, in a second
+    models.import_backend(cfg.backend)  # before anything imports transformers/trl/peft
+    with distributed.main_first():
         name = models.resolve_model_name(cfg.model)
     tokenizer = models.load_tokenizer(cfg, name)
     examples = check_lengths(examples, tokenizer, cfg)
