@@ -107,7 +107,7 @@ def warn_single_cpu_launch(print_fn=None) -> bool:
         f"t2g: warning: accelerate launch --cpu was asked for {asked} processes but started ONE (accelerate "
         f"starts several CPU processes only through MPI: --mpirun_hostfile). This run trains in one process. "
         f"For {asked} CPU processes over gloo: accelerate launch --multi_gpu --num_processes {asked} ... "
-        f"(no GPU needed), or torchrun --nproc_per_node {asked} ...")
+        f"(or --config_file configs/accelerate/ddp.yaml; no GPU needed), or torchrun --nproc_per_node {asked} ...")
     return True
 
 
