@@ -71,6 +71,10 @@ def main(cfg: Config) -> str:
             train.sft(session)
         if "grpo" in cfg.stages:
             train.grpo(session)
+        if "export" in cfg.stages:
+            train.export(session)  # <run>/export/: GGUF, Ollama Modelfile, parity check against HF
+        if "evaluate" in cfg.stages:
+            train.evaluate(session)  # <run>/eval/: report on --eval_data, through the GGUF when exported
         train.finish(session)
     finally:
         announce(session.run.dir)

@@ -67,7 +67,10 @@ def main(cfg: Config) -> str:
             train.sft(session)
         if "grpo" in cfg.stages:
             train.grpo(session)
-        # export / evaluate join here, one call each, as they land (t2g.export, t2g.evaluate).
+        if "export" in cfg.stages:
+            train.export(session)  # <run>/export/: GGUF, Ollama Modelfile, parity check against HF
+        if "evaluate" in cfg.stages:
+            train.evaluate(session)  # <run>/eval/: report on --eval_data, through the GGUF when exported
         train.finish(session)
     finally:
         announce(session.run.dir)

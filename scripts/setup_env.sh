@@ -26,5 +26,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
       "$VPY" -m pip uninstall -q -y torchvision || true
     fi
   fi
+  # llama.cpp's GGUF converter (2 MB kept from the llama-cpp-python sdist on PyPI; no GitHub, no
+  # compiler): export and the tests that convert need it. Idempotent.
+  "$VPY" -m t2g.cli fetch-llama-cpp
   echo "$want" > "$stamp"
 fi

@@ -27,6 +27,12 @@ WEIGHT_PREFIX = "w_"
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+# --smoke's export and evaluation, common to every recipe: one GGUF, no 16-bit HF copy, a parity
+# check that warns (on 4 examples one differing answer is a 25-point swing), a short evaluation.
+SMOKE_EXPORT_EVAL: dict[str, Any] = dict(export_quants=("q8_0",), export_hf=False, parity_limit=4,
+                                         on_parity_fail="warn", eval_limit=8)
+
+
 class ConfigError(ValueError):
     """A flag or a combination of flags that cannot work; raised before anything heavy runs."""
 
@@ -36,7 +42,7 @@ class TrainConfig:
     """SFT then GRPO with LoRA. Every field is a flag: --name=value."""
 
     # What to run
-    stages: tuple = ("sft", "grpo")  # any of sft, grpo, export, evaluate, in this order
+    stages: tuple = STAGES  # any of sft, grpo, export, evaluate; they run in this order
     smoke: bool = False  # CPU-sized end-to-end run on a small offline model and the shipped examples
 
     # Model
@@ -97,6 +103,17 @@ class TrainConfig:
     mask_truncated_completions: bool = True
     reward_weights: dict = field(default_factory=dict)  # name -> weight; --w_<name> flags fill it
 
+    # Export (after training): LoRA merged, GGUF, Ollama Modelfile, HF-vs-GGUF parity check
+    export_quants: tuple = ("q8_0",)  # f32 f16 bf16 q8_0 q4_k_m ...; the first is parity-checked and evaluated
+    export_hf: bool = True  # keep the merged 16-bit HF folder in export/hf
+    parity_limit: int = 8  # examples of eval_data for the parity check (0 = no check)
+    parity_threshold: float = 0.05  # largest allowed drop of the GGUF's JSON validity or F1 against HF
+    on_parity_fail: str = "fail"  # fail | warn
+
+    # Evaluate (after training, or after export: then through the GGUF with llama.cpp)
+    eval_data: str = "examples"  # any dataset the converters read; "examples" = the shipped 36
+    eval_limit: int = 0  # 0 = every example
+
     # Runs
     output_dir: str = ""  # "" = runs/<run_name>-<timestamp>
     run_name: str = "t2g"
@@ -112,7 +129,7 @@ class TrainConfig:
     # The recipe's CPU-sized settings for --smoke; explicit flags still win over them.
     SMOKE_OVERRIDES: ClassVar[Mapping[str, Any]] = {}
     # The stages the recipe's main() runs; --stages may name only these (a stage it would skip is an error).
-    RECIPE_STAGES: ClassVar[tuple[str, ...]] = ("sft", "grpo")
+    RECIPE_STAGES: ClassVar[tuple[str, ...]] = STAGES
 
     def flag_names(self) -> list[str]:
         return [f.name for f in fields(self)]
@@ -224,8 +241,8 @@ def from_flags(cls: type[C], flags: Mapping[str, Any]) -> C:
         if name not in valid:
             raise ConfigError(f"unknown flag --{raw_name}: {_nearest(name, valid + weight_flags)}")
         explicit[name] = _coerce(name, value, getattr(cfg, name), hints.get(name))
-    if explicit.get("smoke", cfg.smoke) and cfg.SMOKE_OVERRIDES:
-        for name, value in cfg.SMOKE_OVERRIDES.items():
+    if explicit.get("smoke", cfg.smoke):
+        for name, value in {**SMOKE_EXPORT_EVAL, **cfg.SMOKE_OVERRIDES}.items():
             if name not in valid:
                 raise ConfigError(f"{cls.__name__}.SMOKE_OVERRIDES: unknown field {name!r}")
             setattr(cfg, name, value)
@@ -260,6 +277,11 @@ def validate(cfg: TrainConfig) -> None:
     for stage in cfg.stages:
         _one_of("stages", stage, STAGES)
     _one_of("backend", cfg.backend, BACKENDS)
+    _one_of("on_parity_fail", cfg.on_parity_fail, ("fail", "warn"))
+    if "export" in cfg.stages and not cfg.export_quants:
+        raise ConfigError("--export_quants is empty; give at least one GGUF type, e.g. --export_quants=q8_0")
+    if cfg.parity_limit < 0 or cfg.eval_limit < 0:
+        raise ConfigError("--parity_limit and --eval_limit must be >= 0")
     _one_of("dtype", cfg.dtype, DTYPES)
     for target in cfg.report_to:
         _one_of("report_to", target, REPORT_TO)

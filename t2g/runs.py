@@ -225,6 +225,8 @@ def write_summary(run: Run, stages: dict[str, dict]) -> dict:
         "stages": stages,
         "samples": str(run.samples_path) if run.samples_path.is_file() else None,
         "tensorboard": str(run.dir / "tb") if (run.dir / "tb").is_dir() else None,
+        "export": str(run.dir / "export") if (run.dir / "export" / "export.json").is_file() else None,
+        "evaluation": str(run.dir / "eval" / "report.md") if (run.dir / "eval" / "report.md").is_file() else None,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if distributed.is_main():
@@ -241,6 +243,10 @@ def print_summary(summary: dict) -> None:
     print(f"  samples:     {summary['samples']}")
     if summary["tensorboard"]:
         print(f"  tensorboard: tensorboard --logdir {summary['tensorboard']}")
+    if summary.get("export"):
+        print(f"  export:      {summary['export']} (GGUF, Modelfile: ollama create t2g -f {summary['export']}/Modelfile)")
+    if summary.get("evaluation"):
+        print(f"  evaluation:  {summary['evaluation']}")
 
 
 def announce(run_dir: Path | str) -> None:

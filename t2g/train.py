@@ -5,6 +5,8 @@ A recipe reads top to bottom:
     session = train.start(cfg)        # data, tokenizer, prompt-length check, run directory, model
     if "sft" in cfg.stages:  train.sft(session)
     if "grpo" in cfg.stages: train.grpo(session)
+    if "export" in cfg.stages: train.export(session)      # GGUF, Modelfile, parity check
+    if "evaluate" in cfg.stages: train.evaluate(session)  # report on cfg.eval_data
     train.finish(session)             # summary, then "run directory: <path>" as the last line
 
 Everything that can be wrong with the configuration or the data fails in `start`, before a model
@@ -175,6 +177,59 @@ def grpo(session: Session) -> dict:
 
     session.stages["grpo"] = run_grpo(session)
     return session.stages["grpo"]
+
+
+def release_model(session: Session) -> None:
+    """Free the training model before export loads the adapter again on a clean base."""
+    import gc
+
+    session.loaded = None
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def export(session: Session) -> dict:
+    """Merge the run's final adapter, write GGUF(s), the Modelfile and the parity report to <run>/export/."""
+    from t2g.export import export_run
+
+    if not distributed.is_main():  # one writer; the other ranks have nothing left to do
+        return {}
+    cfg = session.cfg
+    release_model(session)
+    manifest = export_run(
+        session.run.dir, quant=cfg.export_quants, parity_limit=cfg.parity_limit, parity_data=cfg.eval_data,
+        parity_threshold=cfg.parity_threshold, on_parity_fail=cfg.on_parity_fail,
+        parity_max_new_tokens=cfg.max_completion_length, hf=cfg.export_hf,
+    )
+    session.stages["export"] = {"ggufs": manifest.get("ggufs", []), "parity": (manifest.get("parity") or {}).get("passed")}
+    return manifest
+
+
+def evaluate(session: Session) -> dict:
+    """Evaluate the run on cfg.eval_data into <run>/eval/: through the exported GGUF when there is one
+    (llama.cpp, the runtime users deploy), else the adapter with transformers."""
+    from t2g.evaluate import evaluate as run_evaluation
+
+    if not distributed.is_main():
+        return {}
+    cfg = session.cfg
+    release_model(session)
+    export_dir = session.run.dir / "export"
+    ggufs = json.loads((export_dir / "export.json").read_text()).get("ggufs", []) if (export_dir / "export.json").is_file() else []
+    model = str(export_dir / ggufs[0]) if ggufs else str(session.run.dir)
+    report = run_evaluation(model, cfg.eval_data, str(session.run.dir / "eval"), limit=cfg.eval_limit or None,
+                            max_new_tokens=cfg.max_completion_length, reasoning=cfg.reasoning)
+    session.stages["evaluate"] = {
+        "model": model, "entity_f1": report["entity"]["f1"], "relation_f1": report["relation"]["f1"],
+        "json_valid_rate": report.get("json_valid_rate"),
+    }
+    return report
 
 
 def finish(session: Session) -> dict:

@@ -40,12 +40,21 @@ def test_defaults_are_the_real_thing(Config):
     cfg = from_flags(Config, {})
     assert cfg.model == "Qwen/Qwen2.5-1.5B-Instruct" and cfg.load_in_4bit and cfg.backend == "unsloth"
     assert cfg.dataset == "Ihor/Text2Graph-Open-R1" and cfg.augment_copies >= 1
-    assert cfg.stages == ("sft", "grpo")
+    assert cfg.stages == ("sft", "grpo", "export", "evaluate")
     assert resolved_weights(cfg) == rewards.DEFAULT_WEIGHTS
+
+
+def test_a_stage_the_recipe_does_not_run_is_refused(Config):
+    class SftOnly(Config):
+        RECIPE_STAGES = ("sft",)
+
+    with pytest.raises(ConfigError, match="this recipe runs sft; it has no grpo stage"):
+        from_flags(SftOnly, {"stages": "sft,grpo"})
 
 
 def test_smoke_overrides_then_explicit_flags_win(Config):
     cfg = from_flags(Config, {"smoke": True, "grpo_max_steps": 3})
+    assert cfg.on_parity_fail == "warn" and cfg.export_hf is False and cfg.eval_limit == 8  # common smoke export/eval
     assert cfg.model == "embedded:smollm2" and cfg.dataset == "examples" and cfg.load_in_4bit is False
     assert cfg.grpo_max_steps == 3  # the explicit flag beats the smoke setting
 
@@ -75,7 +84,6 @@ def test_unknown_flags_name_the_nearest(Config, flags, expected):
     ({"grpo_batch_size": 6, "grpo_grad_accum": 1, "num_generations": 4}, "not divisible by --num_generations=4"),
     ({"stages": ("sft", "rl")}, "--stages='rl' is not one of"),
     ({"backend": "vllm"}, "--backend='vllm' is not one of"),
-    ({"stages": "sft,grpo,export"}, "this recipe runs sft,grpo; it has no export stage"),
     ({"max_prompt_length": 1800, "max_completion_length": 512}, "exceeds --max_seq_length=2048"),
     ({"num_generations": 1, "grpo_batch_size": 1, "grpo_grad_accum": 1}, "--num_generations must be >= 2"),
     ({"w_entity_f1": -1}, "must be numbers >= 0"),

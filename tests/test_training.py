@@ -86,7 +86,8 @@ def train_steps(history: list[dict]) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend, extra", [("unsloth", ["--load_in_4bit=True"]), ("hf", [])])
+# unsloth: SFT and GRPO; hf: the whole recipe, export (GGUF, Modelfile, parity) and evaluation included.
+@pytest.mark.parametrize("backend, extra", [("unsloth", ["--load_in_4bit=True", "--stages=sft,grpo"]), ("hf", [])])
 def test_recipe_sft_then_grpo(tiny_model_dir, nothing_to_extract, tmp_path, backend, extra):
     out = tmp_path / "run"
     proc = run_recipe(*tiny_args(tiny_model_dir, nothing_to_extract, out, f"--backend={backend}", *extra))
@@ -128,11 +129,23 @@ def test_recipe_sft_then_grpo(tiny_model_dir, nothing_to_extract, tmp_path, back
     assert all(set(s["rewards"]) == set(GRPO_NAMES) and isinstance(s["completion"], str) for s in samples)
     assert "[grpo step 0] sample" in proc.stdout
 
+    if backend == "hf":  # export and evaluation ran on the final (GRPO) adapter
+        export = out / "export"
+        manifest = json.loads((export / "export.json").read_text())
+        assert manifest["ggufs"] and all((export / name).is_file() for name in manifest["ggufs"])
+        assert f"\nFROM ./{manifest['ggufs'][0]}\n" in (export / "Modelfile").read_text()
+        parity = json.loads((export / "parity.json").read_text())
+        assert len(parity["examples"]) == 4 and {"hf", "gguf_side", "passed"} <= set(parity)
+        report = json.loads((out / "eval" / "report.json").read_text())
+        assert report["run"]["model"] == str(export / manifest["ggufs"][0]) and report["n_examples"] == 8
+        assert summary["export"] and summary["evaluation"]
+        assert not (export / "hf").exists()  # --smoke keeps no 16-bit copy
+
 
 @pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_extract, tmp_path):
     out = tmp_path / "run"
-    args = tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf")
+    args = tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf", "--stages=sft,grpo")
     run_recipe(*args)  # stops at GRPO step 2 (a checkpoint every step)
     proc = run_recipe(*args, "--grpo_max_steps=4", "--resume")
     assert "sft: already finished (8 steps); skipping" in proc.stderr
