@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from t2g.io import write_jsonl_atomic
 from t2g.parsing import THINK_CLOSE, THINK_OPEN
@@ -113,22 +113,28 @@ def read_jsonl(path: str | os.PathLike) -> list[Example]:
         raise DataError(f"{path}: no such file (give a canonical .jsonl, a SpERT .json, or a hub dataset name)")
     examples: list[Example] = []
     seen: dict[str, int] = {}
-    with path.open("rb") as f:
+    for lineno, where, row in iter_jsonl(path):
+        ex = Example.from_dict(row, where)
+        if ex.id in seen:
+            raise DataError(f"{where}: duplicate id {ex.id!r} (first on line {seen[ex.id]}); ids must be unique")
+        seen[ex.id] = lineno
+        examples.append(ex)
+    return examples
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, str, Any]]:
+    """(line number, `file:line`, parsed value) for each non-blank line; DataError naming the line when it is not
+    UTF-8 or not JSON. The one JSONL reader behind datasets, predictions and extraction inputs."""
+    with Path(path).open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
             line = decode_line(raw, where)
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                yield lineno, where, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); each line must be one JSON object") from None
-            ex = Example.from_dict(row, where)
-            if ex.id in seen:
-                raise DataError(f"{where}: duplicate id {ex.id!r} (first on line {seen[ex.id]}); ids must be unique")
-            seen[ex.id] = lineno
-            examples.append(ex)
-    return examples
 
 
 def decode_line(raw: bytes, where: str) -> str:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from t2g.data import DataError
+from t2g.data import DataError, iter_jsonl
 from t2g.inference import Extraction, Extractor, make_request, open_backend, progress_bar, resolve_model
 from t2g.io import write_jsonl_atomic
 
@@ -36,16 +36,8 @@ def read_inputs(path: str, entity_types: Sequence[str] | None, relation_types: S
         raise DataError(f"--input={path}: no such file (give a JSONL file with one {{\"text\": ...}} object per line)")
     rows: list[tuple[str, Any]] = []
     seen: set[str] = set()
-    with source.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg}); each line must be one JSON object") from None
-            rows.append(_row_request(row, where, lineno, entity_types, relation_types, seen))
+    for lineno, where, row in iter_jsonl(source):
+        rows.append(_row_request(row, where, lineno, entity_types, relation_types, seen))
     if not rows:
         raise DataError(f"--input={path}: no rows")
     return rows

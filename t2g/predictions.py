@@ -6,12 +6,11 @@ the numbers evaluation reported when it produced them.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Sequence
 
-from t2g.data import DataError, Example, decode_line
+from t2g.data import DataError, Example, iter_jsonl
 from t2g.parsing import parse_completion
 from t2g.schema import Graph, SchemaError
 from t2g.scoring import CorpusScore, score_example
@@ -23,34 +22,25 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
     if not path.is_file():
         raise DataError(f"{path}: no such prediction file")
     preds: dict[str, dict] = {}
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            line = decode_line(raw, where)
-            if not line.strip():
-                continue
+    for _, where, row in iter_jsonl(path):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), (str, int)) or isinstance(row["id"], bool):
+            raise DataError(f"{where}: a prediction row needs an 'id' (string) and a 'graph' or 'completion'")
+        pid = str(row["id"])
+        if pid in preds:
+            raise DataError(f"{where}: duplicate prediction for id {pid!r}")
+        if "completion" in row:
+            if not isinstance(row["completion"], str):
+                raise DataError(f"{where}: 'completion' must be a string (the raw model output)")
+            parsed = parse_completion(row["completion"])
+            preds[pid] = {"graph": parsed.graph, "error": parsed.error, "completion": True}
+        elif "graph" in row:
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("id"), (str, int)) or isinstance(row["id"], bool):
-                raise DataError(f"{where}: a prediction row needs an 'id' (string) and a 'graph' or 'completion'")
-            pid = str(row["id"])
-            if pid in preds:
-                raise DataError(f"{where}: duplicate prediction for id {pid!r}")
-            if "completion" in row:
-                if not isinstance(row["completion"], str):
-                    raise DataError(f"{where}: 'completion' must be a string (the raw model output)")
-                parsed = parse_completion(row["completion"])
-                preds[pid] = {"graph": parsed.graph, "error": parsed.error, "completion": True}
-            elif "graph" in row:
-                try:
-                    graph = Graph.from_dict(row["graph"], "graph")
-                except SchemaError as exc:
-                    raise DataError(f"{where}: {exc}") from None
-                preds[pid] = {"graph": graph, "error": None, "completion": False}
-            else:
-                raise DataError(f"{where}: a prediction row needs 'graph' or 'completion'")
+                graph = Graph.from_dict(row["graph"], "graph")
+            except SchemaError as exc:
+                raise DataError(f"{where}: {exc}") from None
+            preds[pid] = {"graph": graph, "error": None, "completion": False}
+        else:
+            raise DataError(f"{where}: a prediction row needs 'graph' or 'completion'")
     return preds
 
 

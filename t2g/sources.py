@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from t2g.data import DataError
+from t2g.data import DataError, iter_jsonl
 
 TXT_SPLITS = ("lines", "paragraphs")
 
@@ -103,16 +103,8 @@ def _txt_rows(path: Path, txt_split: str) -> Iterator[tuple[None, str, str]]:
 
 
 def _jsonl_rows(path: Path, text_field: str, id_field: str) -> Iterator[tuple[str | None, str, str]]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg}); each line must be one JSON object") from None
-            yield _row_text(row, text_field, id_field, where)
+    for _, where, row in iter_jsonl(path):
+        yield _row_text(row, text_field, id_field, where)
 
 
 def _row_text(row: object, text_field: str, id_field: str | None, where: str) -> tuple[str | None, str, str]:
