@@ -56,7 +56,7 @@ class Config(TrainConfig):
     sample_every: int = 10
 
     SMOKE_OVERRIDES = dict(
-        run_name="t2g-smoke-cpu", augment_copies=0, max_completion_length=64, sft_max_steps=4, sft_batch_size=2,
+        run_name="t2g-smoke-cpu", augment_copies=0, max_completion_length=128, sft_max_steps=16, sft_batch_size=4,
         sft_grad_accum=1, grpo_max_steps=3, grpo_grad_accum=1, save_steps=2, sample_every=1,
     )
 

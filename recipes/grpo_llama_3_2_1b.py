@@ -41,8 +41,8 @@ class Config(TrainConfig):
 
     SMOKE_OVERRIDES = dict(
         model="embedded:smollm2", dataset="examples", run_name="t2g-smoke-llama", load_in_4bit=False,
-        augment_copies=0, max_seq_length=1024, max_prompt_length=512, max_completion_length=64,
-        sft_max_steps=4, sft_batch_size=2, sft_grad_accum=1, sft_learning_rate=5e-4,
+        augment_copies=0, max_seq_length=1024, max_prompt_length=512, max_completion_length=128,
+        sft_max_steps=16, sft_batch_size=4, sft_grad_accum=1, sft_learning_rate=5e-4,
         grpo_max_steps=3, grpo_batch_size=4, grpo_grad_accum=1, num_generations=4,
         save_steps=2, sample_every=1, gradient_checkpointing=False,
     )

@@ -47,11 +47,12 @@ class Config(TrainConfig):
     num_generations: int = 8
 
     # CPU-sized: SmolLM2-135M, the shipped examples, 16-bit LoRA (4-bit on CPU only costs time),
-    # a few steps of each stage: enough to see every stage work, not to learn much.
+    # 16 SFT steps (enough for SmolLM2 to answer in compact JSON, so that GRPO's completions end within
+    # 128 tokens and their rewards differ), 3 GRPO steps: every stage works; the model learns little.
     SMOKE_OVERRIDES = dict(
         model="embedded:smollm2", dataset="examples", run_name="t2g-smoke", load_in_4bit=False,
-        augment_copies=0, max_seq_length=1024, max_prompt_length=512, max_completion_length=64,
-        sft_max_steps=4, sft_batch_size=2, sft_grad_accum=1, sft_learning_rate=5e-4,
+        augment_copies=0, max_seq_length=1024, max_prompt_length=512, max_completion_length=128,
+        sft_max_steps=16, sft_batch_size=4, sft_grad_accum=1, sft_learning_rate=5e-4,
         grpo_max_steps=3, grpo_batch_size=4, grpo_grad_accum=1, num_generations=4, grpo_learning_rate=5e-6,
         save_steps=2, sample_every=1, gradient_checkpointing=False,
     )
