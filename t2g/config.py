@@ -100,7 +100,9 @@ class TrainConfig:
     num_iterations: int = 1
     loss_type: str = "dapo"
     scale_rewards: str = "group"
-    mask_truncated_completions: bool = True
+    # False: a completion cut at the limit must get a gradient, or the `truncation` penalty can never
+    # push the policy away from looping (docs/results.md: with True, GRPO runs drifted into loops).
+    mask_truncated_completions: bool = False
     reward_weights: dict = field(default_factory=dict)  # name -> weight; --w_<name> flags fill it
 
     # Export (after training): LoRA merged, GGUF, Ollama Modelfile, HF-vs-GGUF parity check
