@@ -19,11 +19,11 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator
 
 from t2g.io import write_jsonl_atomic
 from t2g.parsing import THINK_CLOSE, THINK_OPEN
-from t2g.schema import DUPLICATE_ENTITY, DUPLICATE_RELATION, Graph, SchemaError, validate_graph
+from t2g.schema import Graph, SchemaError, validate_graph
 
 
 class DataError(ValueError):
@@ -156,15 +156,6 @@ def _writable(ex: Example) -> dict:
     except UnicodeEncodeError as exc:
         raise DataError(f"example {ex.id!r}: holds {exc.object[exc.start:exc.end]!r}, an unpaired UTF-16 surrogate; fix the source data") from None
     return row
-
-
-def check_grounded(examples: Sequence[Example], source: str) -> None:
-    """Raise DataError for the first gold graph with unknown types, ungrounded spans or dangling
-    relations. Repeated mentions are fine in gold data (CoNLL04 annotates each occurrence)."""
-    for ex in examples:
-        problems = [v for v in ex.violations() if v.kind not in (DUPLICATE_ENTITY, DUPLICATE_RELATION)]
-        if problems:
-            raise DataError(f"{source}: example {ex.id!r}: gold graph is invalid: {problems[0]}")
 
 
 EXAMPLES_RESOURCE = "examples.jsonl"
