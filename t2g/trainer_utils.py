@@ -8,6 +8,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from t2g.config import ConfigError
 from t2g.io import write_json_atomic
 
 
@@ -30,7 +31,13 @@ def precision(cfg) -> dict[str, bool]:
             return {"bf16": False, "fp16": False}
         bf16 = torch.cuda.is_bf16_supported()
         return {"bf16": bf16, "fp16": not bf16}
-    return {"bf16": cfg.dtype == "bf16", "fp16": cfg.dtype == "fp16"}
+    flags: dict[str, bool] = {"bf16": cfg.dtype == "bf16", "fp16": cfg.dtype == "fp16"}
+    if flags["fp16"] and not torch.cuda.is_available():
+        raise ConfigError("--dtype=fp16 needs a CUDA GPU (no fp16 autocast on CPU); use --dtype=bf16 or fp32")
+    if flags["bf16"] and not torch.cuda.is_available():
+        # CPU autocast to bf16 (fast on AMX / AVX512-BF16 cores); the Trainer only accepts it with use_cpu.
+        flags["use_cpu"] = True
+    return flags
 
 
 def common_args(cfg, run, stage: str) -> dict[str, Any]:
@@ -49,8 +56,7 @@ def common_args(cfg, run, stage: str) -> dict[str, Any]:
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         dataloader_num_workers=0,
-        **distributed_args(),
-        **precision(cfg),
+        **{**distributed_args(), **precision(cfg)},
     )
 
 

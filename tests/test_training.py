@@ -162,6 +162,29 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_ex
     assert state["global_step"] == 4 and train_steps(state["log_history"]) == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
+def test_bf16_autocast_trains_on_cpu(tiny_model_dir, nothing_to_extract, tmp_path):
+    """--dtype=bf16 without CUDA: the Trainer needs use_cpu for CPU autocast (it refused to start before)."""
+    out = tmp_path / "run"
+    run_recipe(*tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf", "--stages=sft,grpo", "--dtype=bf16"))
+    assert train_steps(json.loads((out / "grpo" / "log_history.json").read_text())) == [1, 2]
+    sft, grpo = lora_tensors(out / "sft" / "adapter"), lora_tensors(out / "grpo" / "adapter")
+    assert any(not torch.equal(sft[k], grpo[k]) for k in sft if "lora_" in k)
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bf16"
+
+
+def test_fp16_without_cuda_is_refused_with_the_flag_named():
+    from t2g.config import ConfigError, TrainConfig
+    from t2g.trainer_utils import precision
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: fp16 autocast is valid there")
+    with pytest.raises(ConfigError, match="--dtype=fp16"):
+        precision(TrainConfig(dtype="fp16"))
+    assert precision(TrainConfig(dtype="bf16")) == {"bf16": True, "fp16": False, "use_cpu": True}
+    assert precision(TrainConfig()) == {"bf16": False, "fp16": False}
+
+
 # ----------------------------------------------------------------------------------------------
 # The pieces, fast
 
