@@ -169,7 +169,7 @@ def base_stage(folder: Path, sizes: Sizes) -> dict:
 def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: dict[str, float] | None = None,
                  dtype: str = "bf16") -> TrainConfig:
     """SmolLM2-135M on CPU: LoRA through the hf backend (4-bit on CPU only costs time), bf16 autocast
-    (1.5x faster than fp32 per SFT step on this machine's AMX cores, measured with the bench's settings)."""
+    by default (AMX / AVX512-BF16 cores run it faster than fp32; --dtype=fp32 elsewhere)."""
     from t2g.assets import smollm2_hf_dir
 
     every = sizes.select_every or max(1, (sizes.sft_steps if stage == "sft" else sizes.grpo_steps) // 2)
