@@ -14,7 +14,7 @@ strict relation F1 (then entity F1, then the later step) is the stage's model. H
 is the export's parity check (t2g.parity.check_parity) on a test subset. The driver is thin: training
 is t2g.train (start/sft/grpo/finish), export is t2g.export, evaluation is t2g.evaluate.
 
-    python scripts/bench_quality.py --out bench/full --docs docs/results.md --img_dir docs/img   # ~90 min, 2 cores
+    python scripts/bench_quality.py --out bench/full --docs docs/results.md --img_dir docs/img   # all stages in turn; docs/results.md: two processes, ~2 h here
     python scripts/bench_quality.py --quick --out /tmp/bench-quick                             # every stage, tiny
 
 Resumable per stage: a stage whose `stage.json` exists in --out is skipped (its numbers are reused);
@@ -77,10 +77,11 @@ class Sizes:
 
 
 # SFT: 480 x 4 = 1,920 examples, about one pass over train + its augmented copies (1,844).
-# GRPO: 40 steps x 2 prompts x 4 completions. Both sized so that the whole run fits ~90 min on 2 cores.
+# GRPO: 16 steps x 2 prompts x 4 completions (about 45 s a step on one core; a 40-step attempt ran out of
+# memory, see docs/results.md). The run takes ~2 h on 2 cores, SFT being most of it.
 # Lengths: CoNLL04 test gold graphs take 113 tokens at the median, 249 at the 95th percentile, 504 at most
 # (SmolLM2 tokenizer); a shorter GRPO limit would charge the truncation penalty to correct long answers.
-FULL = Sizes(train_examples=0, sft_steps=480, sft_batch=4, grpo_steps=40, grpo_batch=8, num_generations=4,
+FULL = Sizes(train_examples=0, sft_steps=480, sft_batch=4, grpo_steps=16, grpo_batch=8, num_generations=4,
              max_completion_length=256, select_every=120, dev_limit=40, test_limit=0, parity_limit=4, max_new_tokens=320)
 QUICK = Sizes(train_examples=4, sft_steps=2, sft_batch=2, grpo_steps=1, grpo_batch=2, num_generations=2,
               max_completion_length=16, select_every=2, dev_limit=2, test_limit=2, parity_limit=1, max_new_tokens=32)
