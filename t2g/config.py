@@ -285,6 +285,8 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.parity_limit < 0 or cfg.eval_limit < 0:
         raise ConfigError("--parity_limit and --eval_limit must be >= 0")
     _one_of("dtype", cfg.dtype, DTYPES)
+    if cfg.dtype == "fp16" and not cuda_available():
+        raise ConfigError("--dtype=fp16 needs a CUDA GPU (CPU has no fp16 autocast); use --dtype=bf16 or --dtype=fp32")
     for target in cfg.report_to:
         _one_of("report_to", target, REPORT_TO)
     if "wandb" in cfg.report_to and importlib.util.find_spec("wandb") is None:

@@ -8,7 +8,6 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from t2g.config import ConfigError
 from t2g.io import write_json_atomic
 
 
@@ -31,13 +30,7 @@ def precision(cfg) -> dict[str, bool]:
             return {"bf16": False, "fp16": False}
         bf16 = torch.cuda.is_bf16_supported()
         return {"bf16": bf16, "fp16": not bf16}
-    flags: dict[str, bool] = {"bf16": cfg.dtype == "bf16", "fp16": cfg.dtype == "fp16"}
-    if flags["fp16"] and not torch.cuda.is_available():
-        raise ConfigError("--dtype=fp16 needs a CUDA GPU (no fp16 autocast on CPU); use --dtype=bf16 or fp32")
-    if flags["bf16"] and not torch.cuda.is_available():
-        # CPU autocast to bf16 (fast on AMX / AVX512-BF16 cores); the Trainer only accepts it with use_cpu.
-        flags["use_cpu"] = True
-    return flags
+    return {"bf16": cfg.dtype == "bf16", "fp16": cfg.dtype == "fp16"}  # fp16 without CUDA: refused by validate
 
 
 def common_args(cfg, run, stage: str) -> dict[str, Any]:
@@ -56,18 +49,22 @@ def common_args(cfg, run, stage: str) -> dict[str, Any]:
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         dataloader_num_workers=0,
-        **{**distributed_args(), **precision(cfg)},
+        **precision(cfg),
+        **cpu_args(cfg),
     )
 
 
-def distributed_args() -> dict[str, Any]:
-    """Several processes without CUDA: tell the Trainer it is a CPU (gloo) group; otherwise accelerate
-    treats every rank as a separate one-process run."""
+def cpu_args(cfg) -> dict[str, Any]:
+    """Without CUDA the Trainer must be told it runs on CPU in two cases: several processes (a CPU
+    gloo group; otherwise accelerate treats every rank as a separate one-process run) and bf16
+    autocast (fast on AMX / AVX512-BF16 cores; refused without use_cpu)."""
     import torch
 
     from t2g import distributed
 
-    return {"use_cpu": True} if distributed.is_distributed() and not torch.cuda.is_available() else {}
+    if torch.cuda.is_available():
+        return {}
+    return {"use_cpu": True} if distributed.is_distributed() or precision(cfg)["bf16"] else {}
 
 
 def resume_point(run, stage: str):

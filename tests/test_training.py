@@ -173,16 +173,17 @@ def test_bf16_autocast_trains_on_cpu(tiny_model_dir, nothing_to_extract, tmp_pat
     assert json.loads((out / "config.json").read_text())["dtype"] == "bf16"
 
 
-def test_fp16_without_cuda_is_refused_with_the_flag_named():
-    from t2g.config import ConfigError, TrainConfig
-    from t2g.trainer_utils import precision
+def test_cpu_precision_flags_and_fp16_refused_before_loading():
+    from t2g.config import ConfigError, TrainConfig, validate
+    from t2g.trainer_utils import cpu_args, precision
 
     if torch.cuda.is_available():
         pytest.skip("CUDA present: fp16 autocast is valid there")
     with pytest.raises(ConfigError, match="--dtype=fp16"):
-        precision(TrainConfig(dtype="fp16"))
-    assert precision(TrainConfig(dtype="bf16")) == {"bf16": True, "fp16": False, "use_cpu": True}
-    assert precision(TrainConfig()) == {"bf16": False, "fp16": False}
+        validate(TrainConfig(dtype="fp16", output_dir="unused"))
+    bf16 = TrainConfig(dtype="bf16")
+    assert {**precision(bf16), **cpu_args(bf16)} == {"bf16": True, "fp16": False, "use_cpu": True}
+    assert {**precision(TrainConfig()), **cpu_args(TrainConfig())} == {"bf16": False, "fp16": False}
 
 
 # ----------------------------------------------------------------------------------------------
