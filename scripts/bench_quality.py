@@ -66,25 +66,28 @@ class Sizes:
     sft_steps: int
     sft_batch: int
     grpo_steps: int
-    grpo_batch: int  # completions per step
+    grpo_batch: int  # completions per forward/backward pass
+    grpo_accum: int  # passes per step: a step samples grpo_batch x grpo_accum completions at once
     num_generations: int
     max_completion_length: int
-    select_every: int  # checkpoint (and dev-select) every N steps
+    select_every: int  # SFT: checkpoint (and dev-select) every N steps
+    grpo_select_every: int  # GRPO: the same
     dev_limit: int  # dev sentences per selection candidate
     test_limit: int  # 0 = all 288 test sentences
     parity_limit: int  # test sentences through both HF and the GGUF
     max_new_tokens: int  # evaluation
 
 
-# SFT: 480 x 4 = 1,920 examples, about one pass over train + its augmented copies (1,844).
-# GRPO: 16 steps x 2 prompts x 4 completions (about 45 s a step on one core; a 40-step attempt ran out of
-# memory, see docs/results.md). The run takes ~2 h on 2 cores, SFT being most of it.
+# SFT: 720 x 4 = 2,880 examples, about 1.5 passes over train + its augmented copies (1,844); dev F1 was
+# still rising at the end of one pass (docs/results.md), so it trains on both cores first (--train_only).
+# GRPO: 16 steps x 4 prompts x 4 completions (sampled together, trained in 2 passes of 8 to halve peak
+# memory), checkpoints at 8 and 16 (the second run's 2 prompts a step at lr 2e-5 moved nothing).
 # Lengths: CoNLL04 test gold graphs take 113 tokens at the median, 249 at the 95th percentile, 504 at most
 # (SmolLM2 tokenizer); a shorter GRPO limit would charge the truncation penalty to correct long answers.
-FULL = Sizes(train_examples=0, sft_steps=480, sft_batch=4, grpo_steps=16, grpo_batch=8, num_generations=4,
-             max_completion_length=256, select_every=120, dev_limit=40, test_limit=0, parity_limit=4, max_new_tokens=320)
-QUICK = Sizes(train_examples=4, sft_steps=2, sft_batch=2, grpo_steps=1, grpo_batch=2, num_generations=2,
-              max_completion_length=16, select_every=2, dev_limit=2, test_limit=2, parity_limit=1, max_new_tokens=32)
+FULL = Sizes(train_examples=0, sft_steps=720, sft_batch=4, grpo_steps=16, grpo_batch=8, grpo_accum=2, num_generations=4,
+             max_completion_length=256, select_every=180, grpo_select_every=8, dev_limit=40, test_limit=0, parity_limit=4, max_new_tokens=320)
+QUICK = Sizes(train_examples=4, sft_steps=2, sft_batch=2, grpo_steps=1, grpo_batch=2, grpo_accum=1, num_generations=2,
+              max_completion_length=16, select_every=2, grpo_select_every=1, dev_limit=2, test_limit=2, parity_limit=1, max_new_tokens=32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -101,7 +104,8 @@ def run_stage(out: Path, name: str, fn: Callable[[Path], dict]) -> dict:
     print(f"bench: {name}: starting at {time.strftime('%H:%M:%S')}", flush=True)
     load_start, started = os.getloadavg()[0], time.perf_counter()
     info = fn(folder)
-    info["timing"] = {**info.get("timing", {}), "stage_wall_s": round(time.perf_counter() - started, 1),
+    earlier = info.get("timing", {}).get("earlier_wall_s", 0.0)  # training done by an earlier --train_only invocation
+    info["timing"] = {**info.get("timing", {}), "stage_wall_s": round(time.perf_counter() - started + earlier, 1),
                       "loadavg_1min_start": round(load_start, 2), "loadavg_1min_end": round(os.getloadavg()[0], 2)}
     write_json_atomic(marker, info)
     print(f"bench: {name}: finished in {info['timing']['stage_wall_s']} s", flush=True)
@@ -173,18 +177,20 @@ def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: di
     by default (AMX / AVX512-BF16 cores run it faster than fp32; --dtype=fp32 elsewhere)."""
     from t2g.assets import smollm2_hf_dir
 
-    every = sizes.select_every or max(1, (sizes.sft_steps if stage == "sft" else sizes.grpo_steps) // 2)
+    every = sizes.select_every if stage == "sft" else sizes.grpo_select_every
     cfg = replace(
         TrainConfig(),
         stages=(stage,), model=str(smollm2_hf_dir()), backend="hf", load_in_4bit=False, gradient_checkpointing=False,
         dataset=str(DATA / "train.json"), max_examples=sizes.train_examples, augment_copies=1,
         max_seq_length=1024, max_prompt_length=640, drop_long_examples=True,
         sft_max_steps=sizes.sft_steps, sft_batch_size=sizes.sft_batch, sft_grad_accum=1, sft_learning_rate=5e-4,
-        grpo_max_steps=sizes.grpo_steps, grpo_batch_size=sizes.grpo_batch, grpo_grad_accum=1,
+        grpo_max_steps=sizes.grpo_steps, grpo_batch_size=sizes.grpo_batch, grpo_grad_accum=sizes.grpo_accum,
         num_generations=sizes.num_generations, max_completion_length=sizes.max_completion_length,
-        # GRPO: 5e-5 at temperature 1.0 (the first full run) broke greedy decoding within 10 steps (JSON-valid
-        # 67% -> 18%); a smaller step and sampling closer to the greedy policy keep what SFT learned.
-        grpo_learning_rate=2e-5, temperature=0.7, beta=0.0, dtype=dtype,
+        # GRPO lr: 5e-5 at temperature 1.0 broke greedy decoding of a weak SFT model within 10 steps (first
+        # run); 2e-5 at 0.7 moved a strong one by nothing measurable in 16 steps (second run: Adam moves each
+        # weight by about lr a step, so 16 x 2e-5 is about one SFT step's worth). 1e-4 at 0.7, with 4 prompts a
+        # step against the noise and dev selection between steps 8 and 16 against damage.
+        grpo_learning_rate=1e-4, temperature=0.7, beta=0.0, dtype=dtype,
         reward_weights=dict(weights or {}), output_dir=str(out_dir), run_name=f"bench-{stage}",
         save_steps=every, save_total_limit=1000, sample_every=5, report_to=("none",), seed=seed,
     )
@@ -216,16 +222,34 @@ def select_on_dev(run_dir: Path, stage: str, folder: Path, sizes: Sizes, base: s
     return best, scored
 
 
-def train_stage(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict | None, start_adapter: Path | None,
-                dtype: str) -> dict:
+def train_only(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict | None, start_adapter: Path | None,
+               dtype: str, standalone: bool) -> tuple[Any, list[dict]]:
+    """Train (or resume, or find finished) the stage's run in <folder>/run. Every invocation that trained
+    appends its wall seconds and thread count to <folder>/training.json (standalone: a --train_only one,
+    whose time the stage's wall time must add)."""
     from t2g import train
 
     session = train.start(train_config(folder / "run", sizes, seed, stage, weights, dtype))
     started = time.perf_counter()
     if start_adapter is not None:  # GRPO starts from the selected SFT checkpoint, not from a fresh LoRA
         train.ensure_model(session, adapter=start_adapter)
-    getattr(train, stage)(session)
-    train_s = time.perf_counter() - started
+    record = folder / "training.json"
+    runs = json.loads(record.read_text())["runs"] if record.is_file() else []
+    if not session.run.done(stage):
+        getattr(train, stage)(session)
+        runs.append({"train_s": round(time.perf_counter() - started, 1), "threads": len(os.sched_getaffinity(0)),
+                     "in_stage": not standalone})
+        write_json_atomic(record, {"runs": runs})
+    else:
+        getattr(train, stage)(session)  # finished earlier: only records the stage in the session
+    return session, runs
+
+
+def train_stage(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict | None, start_adapter: Path | None,
+                dtype: str) -> dict:
+    from t2g import train
+
+    session, runs = train_only(folder, sizes, seed, stage, weights, start_adapter, dtype, standalone=False)
     summary = train.finish(session)
     run_dir = Path(session.run.dir)
     base = session.model_name
@@ -241,7 +265,9 @@ def train_stage(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict
         "dev": best["dev"],
         "test": evaluate_gguf(gguf, DATA / "test.json", folder / "test", sizes.test_limit, sizes),
         "parity": parity(best["checkpoint"], gguf, folder, sizes, base),
-        "timing": {"train_s": round(train_s, 1), "select_s": round(select_s, 1)},
+        "timing": {"train_s": round(sum(r["train_s"] for r in runs), 1), "train_threads": sorted({r["threads"] for r in runs}),
+                   "earlier_wall_s": round(sum(r["train_s"] for r in runs if not r["in_stage"]), 1),
+                   "select_s": round(select_s, 1)},
     }
 
 
@@ -330,7 +356,8 @@ def render(results: dict) -> str:
               "test evaluation (generation) | load average (1 min) start / end |", "|---|---:|---:|---:|---:|---|"]
     for key in ROWS:
         r, tm = rows[key], rows[key]["timing"]
-        train_s = f"{tm['train_s']:.0f} s" if "train_s" in tm else "-"
+        cores = "/".join(str(n) for n in tm.get("train_threads", []))
+        train_s = f"{tm['train_s']:.0f} s on {cores} core(s)" if "train_s" in tm else "-"
         sel = f"{tm['select_s']:.0f} s" if "select_s" in tm else f"{tm.get('export_s', 0):.0f} s (export)"
         lines.append(f"| {key} | {tm['stage_wall_s']:.0f} s | {train_s} | {sel} | {r['test']['generate_s']:.0f} s | "
                      f"{tm['loadavg_1min_start']} / {tm['loadavg_1min_end']} |")
@@ -448,14 +475,17 @@ def report(out: Path, rows: dict, args: argparse.Namespace, sizes: Sizes) -> dic
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(["python", *sys.argv]),
         "quick": args.quick, "seed": args.seed, "sizes": sizes.__dict__,
         "settings": {"sft": json.loads((Path(rows["sft"]["run_dir"]) / "config.json").read_text()),
+                     "grpo": json.loads((Path(rows["grpo"]["run_dir"]) / "config.json").read_text()),
                      "grpo_weights": {k: rows[k]["weights"] for k in ("grpo", "grpo_ref")}},
         "rows": rows, "verdict": verdict(rows), "grpo_diagnostics": grpo_diagnostics(rows),
         "images": plot_curves(rows, img_dir, link_base), "hardware": hardware(), "versions": versions(),
     }
-    keep = ("model", "backend", "load_in_4bit", "lora_r", "lora_alpha", "lora_target_modules", "augment_copies", "max_examples",
-            "sft_max_steps", "sft_batch_size", "sft_learning_rate", "grpo_max_steps", "grpo_batch_size", "num_generations",
-            "max_completion_length", "grpo_learning_rate", "temperature", "beta", "loss_type", "scale_rewards", "dtype", "seed")
-    results["settings"]["sft"] = {k: results["settings"]["sft"][k] for k in keep}
+    keep = {"sft": ("model", "backend", "load_in_4bit", "lora_r", "lora_alpha", "lora_target_modules", "augment_copies",
+                    "max_examples", "sft_max_steps", "sft_batch_size", "sft_learning_rate", "dtype", "seed"),
+            "grpo": ("grpo_max_steps", "grpo_batch_size", "grpo_grad_accum", "num_generations", "max_completion_length", "grpo_learning_rate",
+                     "temperature", "beta", "loss_type", "scale_rewards", "dtype", "seed")}
+    for stage, names in keep.items():  # each from the run that trained with it
+        results["settings"][stage] = {k: results["settings"][stage][k] for k in names}
     write_json_atomic(out / "results.json", results)
     section = render(results)
     write_text_atomic(out / "results.md", section)
@@ -508,6 +538,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--stages", default=",".join(ROWS),
                         help="rows to run in this invocation (two invocations pinned to different cores can share --out: "
                              "e.g. --stages=base,grpo_ref beside --stages=sft,grpo); the report is written once all exist")
+    parser.add_argument("--train_only", action="store_true",
+                        help="only train the --stages (resumable), e.g. SFT on all cores before the one-core stages; "
+                             "a later invocation without it selects and evaluates, and the stage's wall time adds this one")
     parser.add_argument("--wait_s", type=int, default=0, help="grpo/grpo_ref: wait this long for another invocation's sft stage")
     for field in Sizes.__dataclass_fields__:
         parser.add_argument(f"--{field}", type=int, default=None, help=f"override the size {field}")
@@ -525,6 +558,20 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown or not stages:
         raise BenchError(f"--stages={args.stages}: give some of {','.join(ROWS)}")
     weights = {"grpo": {}, "grpo_ref": reference_weights()}  # {}: the registry's DEFAULT_WEIGHTS
+    if args.train_only:
+        if "base" in stages:
+            raise BenchError("--train_only: the base row has no training; leave it out of --stages")
+        for stage in stages:
+            if (out / stage / "stage.json").is_file():
+                print(f"bench: {stage}: done earlier; nothing to train", flush=True)
+                continue
+            (out / stage).mkdir(parents=True, exist_ok=True)
+            start = None if stage == "sft" else selected_sft(out, args.wait_s)
+            train_only(out / stage, sizes, args.seed, "sft" if stage == "sft" else "grpo", weights.get(stage), start,
+                       args.dtype, standalone=True)
+            print(f"bench: {stage}: training finished; run the stage again without --train_only to select and "
+                  f"evaluate", flush=True)
+        return {}
     for stage in stages:
         if stage == "base":
             run_stage(out, stage, lambda d: base_stage(d, sizes))
