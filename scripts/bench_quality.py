@@ -14,7 +14,8 @@ strict relation F1 (then entity F1, then the later step) is the stage's model. H
 is the export's parity check (t2g.parity.check_parity) on a test subset. The driver is thin: training
 is t2g.train (start/sft/grpo/finish), export is t2g.export, evaluation is t2g.evaluate.
 
-    python scripts/bench_quality.py --out bench/full --docs docs/results.md --img_dir docs/img   # all stages in turn; docs/results.md: two processes, ~2 h here
+    python scripts/bench_quality.py --out bench/full --docs docs/results.md --img_dir docs/img   # all stages in turn, one process
+    # docs/results.md's run instead: --train_only SFT on both cores, then two one-core processes (~2 h here)
     python scripts/bench_quality.py --quick --out /tmp/bench-quick                             # every stage, tiny
 
 Resumable per stage: a stage whose `stage.json` exists in --out is skipped (its numbers are reused);
@@ -223,25 +224,26 @@ def select_on_dev(run_dir: Path, stage: str, folder: Path, sizes: Sizes, base: s
 
 
 def train_only(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict | None, start_adapter: Path | None,
-               dtype: str, standalone: bool) -> tuple[Any, list[dict]]:
+               dtype: str, in_stage: bool) -> tuple[Any, list[dict]]:
     """Train (or resume, or find finished) the stage's run in <folder>/run. Every invocation that trained
-    appends its wall seconds and thread count to <folder>/training.json (standalone: a --train_only one,
-    whose time the stage's wall time must add)."""
+    appends its wall seconds and core count to <folder>/training.json (in_stage=False: a --train_only
+    invocation, whose time the stage's wall time adds)."""
     from t2g import train
 
-    session = train.start(train_config(folder / "run", sizes, seed, stage, weights, dtype))
+    cfg = train_config(folder / "run", sizes, seed, stage, weights, dtype)
+    session = train.start(cfg)
+    done = session.run.done(stage)
+    trains = not (done and done["steps"] >= (cfg.sft_max_steps if stage == "sft" else cfg.grpo_max_steps))
     started = time.perf_counter()
-    if start_adapter is not None:  # GRPO starts from the selected SFT checkpoint, not from a fresh LoRA
+    if trains and start_adapter is not None:  # GRPO starts from the selected SFT checkpoint, not a fresh LoRA
         train.ensure_model(session, adapter=start_adapter)
+    getattr(train, stage)(session)  # when finished earlier, this only records the stage in the session
     record = folder / "training.json"
     runs = json.loads(record.read_text())["runs"] if record.is_file() else []
-    if not session.run.done(stage):
-        getattr(train, stage)(session)
+    if trains:
         runs.append({"train_s": round(time.perf_counter() - started, 1), "threads": len(os.sched_getaffinity(0)),
-                     "in_stage": not standalone})
+                     "in_stage": in_stage})
         write_json_atomic(record, {"runs": runs})
-    else:
-        getattr(train, stage)(session)  # finished earlier: only records the stage in the session
     return session, runs
 
 
@@ -249,7 +251,7 @@ def train_stage(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict
                 dtype: str) -> dict:
     from t2g import train
 
-    session, runs = train_only(folder, sizes, seed, stage, weights, start_adapter, dtype, standalone=False)
+    session, runs = train_only(folder, sizes, seed, stage, weights, start_adapter, dtype, in_stage=True)
     summary = train.finish(session)
     run_dir = Path(session.run.dir)
     base = session.model_name
@@ -568,7 +570,7 @@ def main(argv: list[str] | None = None) -> dict:
             (out / stage).mkdir(parents=True, exist_ok=True)
             start = None if stage == "sft" else selected_sft(out, args.wait_s)
             train_only(out / stage, sizes, args.seed, "sft" if stage == "sft" else "grpo", weights.get(stage), start,
-                       args.dtype, standalone=True)
+                       args.dtype, in_stage=False)
             print(f"bench: {stage}: training finished; run the stage again without --train_only to select and "
                   f"evaluate", flush=True)
         return {}
