@@ -10,8 +10,9 @@ sentences in the same process, one after the other, and the table prints sentenc
 ratio to the HF baseline measured in this run, next to the F1s, so that what constrained decoding
 does to quality is visible beside what it does to speed. Model loading is excluded from the timing.
 
-Configurations: hf (transformers, fp32, batched greedy; the baseline), llama.cpp (the Q4_1 GGUF of
-the same model), llama.cpp + grammar (GBNF from the type lists, argmax-first check), and with
+Configurations: hf (transformers, fp32, batched greedy; the baseline), llama.cpp one at a time (the
+Q4_1 GGUF of the same model, llama-cpp-python's own decoding loop), llama.cpp (the same GGUF, --batch_size
+sequences decoded together by t2g.llama_batched), llama.cpp + grammar (GBNF from the type lists, argmax-first check), and with
 --full_grammar llama.cpp + full grammar (the grammar filters the whole vocabulary at every step).
 HF has no constrained mode: its row says so instead of a number.
 Each configuration's full report lands in --out/<name>/ (report.json, report.md, predictions).
@@ -40,11 +41,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default=str(DEFAULT_DATA), help="CoNLL04 test (SpERT JSON) or any dataset t2g reads")
     p.add_argument("--limit", type=int, default=None, help="first N sentences (default: all)")
     p.add_argument("--max_new_tokens", type=int, default=256)
-    p.add_argument("--batch_size", type=int, default=8, help="HF generation batch")
+    p.add_argument("--batch_size", type=int, default=8,
+                   help="sequences decoded together, by HF and by llama.cpp (t2g.llama_batched; its row 'one at a time' is 1)")
     p.add_argument("--n_threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
     p.add_argument("--full_grammar", action="store_true", help="also time llama-cpp-python's own grammar= (slow)")
     p.add_argument("--out", default=None, help="where the per-configuration reports go (default: a temp dir)")
     return p.parse_args(argv)
+
+
+def folder(name: str) -> str:
+    """A configuration's report folder under --out."""
+    return name.replace(" + ", "_").replace(", ", "_").replace(" ", "_")
 
 
 def configurations(args: argparse.Namespace) -> list[tuple[str, dict]]:
@@ -52,7 +59,8 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, dict]]:
     configs = [
         ("hf", {"backend": "hf", "batch_size": args.batch_size}),
         ("hf + grammar", None),  # not supported: reported, not timed
-        ("llama.cpp", {"backend": "llama.cpp", "n_ctx": 2048, **threads}),
+        ("llama.cpp, one at a time", {"backend": "llama.cpp", "batch_size": 1, "n_ctx": 2048, **threads}),
+        ("llama.cpp", {"backend": "llama.cpp", "batch_size": args.batch_size, "n_ctx": 2048, **threads}),
         ("llama.cpp + grammar", {"backend": "llama.cpp", "constrained": True, "n_ctx": 2048, **threads}),
     ]
     if args.full_grammar:
@@ -74,11 +82,24 @@ def main(argv: list[str] | None = None) -> None:
             rows.append((name, None))
             continue
         print(f"== {name}", file=sys.stderr, flush=True)
-        report = evaluate("smollm2", args.data, str(out_root / name.replace(" + ", "_").replace(" ", "_")),
+        report = evaluate("smollm2", args.data, str(out_root / folder(name)),
                           args.limit, max_new_tokens=args.max_new_tokens, progress=True, **options)
         rows.append((name, report))
     print_table(rows, args)
+    print_agreement(out_root, "llama.cpp, one at a time", "llama.cpp")
     print(f"\nreports: {out_root}", file=sys.stderr)
+
+
+def print_agreement(out_root: Path, first: str, second: str) -> None:
+    """Batched greedy decoding can differ from one-at-a-time in a near tie (other float summation order)."""
+    import json
+
+    def completions(name: str) -> list[str]:
+        path = out_root / folder(name) / "predictions.jsonl"
+        return [json.loads(line)["completion"] for line in path.read_text().splitlines() if line.strip()]
+
+    a, b = completions(first), completions(second)
+    print(f"identical completions, {first} vs {second}: {sum(x == y for x, y in zip(a, b))}/{len(a)}")
 
 
 def print_table(rows: list, args: argparse.Namespace) -> None:

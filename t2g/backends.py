@@ -147,7 +147,9 @@ class LlamaCppBackend:
     name = "llama.cpp"
 
     def __init__(self, path: str, *, n_ctx: int = 4096, n_threads: int | None = None, n_gpu_layers: int = -1,
-                 extra_buffers: bool = False, grammar_mode: str = "argmax_first"):
+                 extra_buffers: bool = False, grammar_mode: str = "argmax_first", batch_size: int = 1):
+        if batch_size < 1:
+            raise BackendError(f"--batch_size={batch_size}: give 1 or more")
         if grammar_mode not in ("argmax_first", "full"):
             raise BackendError(f"--grammar_mode={grammar_mode!r}: use argmax_first (fast, same tokens) or full")
         self.grammar_mode = grammar_mode
@@ -163,6 +165,16 @@ class LlamaCppBackend:
                              n_gpu_layers=n_gpu_layers, seed=0, verbose=False)
         self.context_length: int | None = n_ctx
         self._grammars: dict[tuple, Any] = {}
+        # batch_size > 1: a batch's unconstrained requests are decoded together (t2g.llama_batched),
+        # which needs the chat prompt rendered here exactly as create_chat_completion renders it.
+        self.batch_size = batch_size
+        self._formatter: Any = None
+        self._batched: Any = None
+
+    def close(self) -> None:
+        if self._batched is not None:
+            self._batched.close()
+            self._batched = None
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -177,7 +189,44 @@ class LlamaCppBackend:
 
     def generate(self, requests: Sequence[Request], *, max_new_tokens: int, constrained: bool = False,
                  reasoning: bool = False) -> list[Generation]:
-        return [self._one(r, max_new_tokens, constrained, reasoning) for r in requests]
+        if constrained or self.batch_size == 1 or len(requests) < 2:
+            return [self._one(r, max_new_tokens, constrained, reasoning) for r in requests]
+        if self._formatter is None:
+            self._formatter = _gguf_chat_formatter(self.llm)
+        out: list[Generation] = []
+        for start in range(0, len(requests), self.batch_size):
+            out += self._together(requests[start:start + self.batch_size], max_new_tokens, reasoning)
+        return out
+
+    def _together(self, requests: Sequence[Request], max_new_tokens: int, reasoning: bool) -> list[Generation]:
+        """Greedy, unconstrained, all requests in one batched decode; the same limits, stops and errors
+        as `_one` (a prompt over the context fails alone)."""
+        from t2g.llama_batched import BatchedGreedy
+
+        if self._batched is None:
+            self._batched = BatchedGreedy(self.llm)
+        n_ctx = self.context_length or 0
+        results: list[Generation | None] = [None] * len(requests)
+        prompts, stops, index = [], [], []
+        for i, request in enumerate(requests):
+            rendered = self._formatter(messages=request.messages(reasoning))
+            tokens = self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+            if len(tokens) >= n_ctx:  # llama-cpp-python's own message, as `_one` returns it
+                results[i] = Generation("", f"llama.cpp: Requested tokens ({len(tokens)}) exceed context window of {n_ctx}")
+                continue
+            prompts.append(tokens)
+            stops.append([rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or []))
+            index.append(i)
+        limits = [min(max_new_tokens, n_ctx - len(p)) for p in prompts]
+        try:
+            completions = self._batched.run(prompts, limits)
+        except RuntimeError as exc:  # llama_decode failed (e.g. out of memory): the batch's requests fail, the run goes on
+            return [r or Generation("", f"llama.cpp (batch of {len(prompts)}): {exc}") for r in results]
+        for i, prompt, stop, completion in zip(index, prompts, stops, completions):
+            text = self.llm.detokenize(completion, prev_tokens=prompt).decode("utf-8", errors="ignore")
+            cut = [text.index(s) for s in stop if s and s in text]
+            results[i] = Generation(text[: min(cut)] if cut else text)
+        return [r for r in results if r is not None]
 
     def _one(self, request: Request, max_new_tokens: int, constrained: bool, reasoning: bool) -> Generation:
         from llama_cpp import LogitsProcessorList
@@ -200,6 +249,23 @@ class LlamaCppBackend:
             if guide:
                 guide.close()
         return Generation(out["choices"][0]["message"]["content"] or "")
+
+
+def _gguf_chat_formatter(llm: Any) -> Any:
+    """The formatter `Llama.create_chat_completion` uses for a GGUF's own chat template (the template
+    every t2g export carries). Other chat formats are refused: batch_size=1 decodes them one at a time."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    if llm.chat_handler is not None or llm.chat_format != "chat_template.default":
+        raise BackendError(f"--batch_size>1 with llama.cpp needs the GGUF's own chat template (tokenizer.chat_template); "
+                           f"this model uses chat format {llm.chat_format!r}: pass --batch_size=1")
+    eos_id, bos_id = llm.token_eos(), llm.token_bos()
+    return Jinja2ChatFormatter(  # as Llama.__init__ builds its "chat_template.default" handler
+        template=llm.metadata["tokenizer.chat_template"],
+        eos_token=llm._model.token_get_text(eos_id) if eos_id != -1 else "",
+        bos_token=llm._model.token_get_text(bos_id) if bos_id != -1 else "",
+        stop_token_ids=[eos_id],
+    )
 
 
 class GreedyGrammar:

@@ -189,7 +189,7 @@ class Extractor:
     def run(self, requests: Sequence[Request], progress: Callable[[int, int], None] | None = None) -> list[Extraction]:
         """One Extraction per request, in order. progress(n_done_now, n_jobs) after each batch (jobs = chunks)."""
         jobs = [(i, part) for i, r in enumerate(requests) for part in self._split(r)]
-        # Similar lengths together: less padding for HF batches, nothing lost elsewhere.
+        # Similar lengths together: less padding in HF batches, llama.cpp batches that finish together.
         order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][1].text))
         generations: list[Generation | None] = [None] * len(jobs)
         for start in range(0, len(order), self.batch_size):
@@ -299,7 +299,7 @@ def open_backend(spec: ModelSpec, options: Mapping[str, Any], *, base_url: str |
     checked = backend_options(spec.backend, options)
     if spec.backend == "openai":
         checked["base_url"] = base_url
-    if spec.backend == "hf":
+    if spec.backend in ("hf", "llama.cpp"):
         checked["batch_size"] = batch_size
     return load_backend(spec, **checked)
 

@@ -127,6 +127,47 @@ def test_llama_cpp_chunks_a_text_longer_than_its_context(smollm2_gguf):
         assert len(keys) == len(set(keys))
 
 
+@pytest.mark.slow
+def test_llama_cpp_batched_greedy_matches_one_at_a_time(smollm2_gguf):
+    """batch_size > 1 decodes a batch's requests together (t2g.llama_batched): the same completions as
+    llama-cpp-python's own loop, and a prompt over the context fails alone, as it does one at a time."""
+    pytest.importorskip("llama_cpp")
+    from t2g.backends import LlamaCppBackend
+    from t2g.inference import make_request
+
+    texts = ["Tim Cook is the CEO of Apple.", "Paris is in France.", "Angela Merkel met Emmanuel Macron in Berlin on Monday.",
+             "Nothing here.", "Tim Cook works for Apple in Cupertino . " * 60, "Sundar Pichai leads Google, based in Mountain View."]
+    requests = [make_request(t, ENTS, RELS) for t in texts]
+    one = LlamaCppBackend(str(smollm2_gguf), n_ctx=768, n_threads=1, batch_size=1).generate(requests, max_new_tokens=40)
+    batched = LlamaCppBackend(str(smollm2_gguf), n_ctx=768, n_threads=1, batch_size=4)
+    together = batched.generate(requests, max_new_tokens=40)
+    assert [g.completion for g in together] == [g.completion for g in one]
+    assert [bool(g.error) for g in together] == [bool(g.error) for g in one] == [False] * 4 + [True, False]
+    assert "context" in together[4].error
+    assert all(g.completion for i, g in enumerate(together) if i != 4)
+    # max_new_tokens bounds each sequence; a 1-token budget still gives text for every request
+    short = batched.generate(requests[:3], max_new_tokens=1)
+    assert [g.completion for g in short] == [g.completion for g in LlamaCppBackend(
+        str(smollm2_gguf), n_ctx=768, n_threads=1, batch_size=1).generate(requests[:3], max_new_tokens=1)]
+    batched.close()
+
+
+@pytest.mark.slow
+def test_llama_cpp_batching_needs_the_gguf_chat_template(smollm2_gguf):
+    pytest.importorskip("llama_cpp")
+    from t2g.backends import BackendError, LlamaCppBackend
+    from t2g.inference import make_request
+
+    with pytest.raises(BackendError, match="--batch_size=0"):
+        LlamaCppBackend(str(smollm2_gguf), n_ctx=512, n_threads=1, batch_size=0)
+    backend = LlamaCppBackend(str(smollm2_gguf), n_ctx=512, n_threads=1, batch_size=2)
+    backend.llm.chat_format = "llama-2"  # a GGUF without tokenizer.chat_template gets a guessed format
+    requests = [make_request("Paris is in France.", ENTS, RELS)] * 2
+    with pytest.raises(BackendError, match="pass --batch_size=1"):
+        backend.generate(requests, max_new_tokens=4)
+    assert len(backend.generate(requests, max_new_tokens=4, constrained=True)) == 2  # one at a time: no template needed
+
+
 # --- OpenAI-compatible servers ------------------------------------------------------------------------
 
 
