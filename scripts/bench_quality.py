@@ -113,11 +113,16 @@ def run_stage(out: Path, name: str, fn: Callable[[Path], dict]) -> dict:
     return info
 
 
+# Sentences decoded together by llama.cpp (t2g.llama_batched): greedy, the same completions as one at a
+# time (tests/test_inference.py), in about half the time on one core (scripts/bench_eval.py measures it).
+EVAL_BATCH = 16
+
+
 def evaluate_gguf(gguf: Path, data: Path, out: Path, limit: int, sizes: Sizes) -> dict:
     from t2g.evaluate import evaluate
 
     report = evaluate(str(gguf), str(data), str(out), limit=limit or None, backend="llama.cpp",
-                      max_new_tokens=sizes.max_new_tokens, progress=False)
+                      max_new_tokens=sizes.max_new_tokens, batch_size=EVAL_BATCH, progress=False)
     return summarize(report)
 
 
