@@ -113,8 +113,9 @@ def run_stage(out: Path, name: str, fn: Callable[[Path], dict]) -> dict:
     return info
 
 
-# Sentences decoded together by llama.cpp (t2g.llama_batched): greedy, the same completions as one at a
-# time (tests/test_inference.py), in about half the time on one core (scripts/bench_eval.py measures it).
+# Sentences decoded together by llama.cpp (t2g.llama_batched), in about half the time on one core
+# (scripts/bench_eval.py --gguf measures it). Greedy: the same completions as one at a time except at
+# near-ties, where another float summation order can flip a token (docs/results.md counts them).
 EVAL_BATCH = 16
 
 

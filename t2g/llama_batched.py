@@ -1,15 +1,16 @@
 """Greedy decoding of several prompts at once on one llama.cpp model.
 
-llama-cpp-python's `Llama` decodes one sequence at a time. For a small model on a CPU a decoding
-step is bound by reading the weights, not by arithmetic: SmolLM2-135M (q8_0) makes about 50 tokens/s
-on one core here, while the same core evaluates a prompt at about 320 tokens/s. Decoding N sequences
-in one `llama_decode` call reads the weights once for all N. This module drives llama.cpp's batch API
-directly: one KV sequence per prompt, the prompts' shared prefix (system prompt and type lists)
-evaluated once and copied to the others, then one token per unfinished sequence per step.
+llama-cpp-python's `Llama` decodes one sequence at a time: every step multiplies the weights by one
+token's activations, which uses llama.cpp's CPU matrix kernels far worse than a prompt does (many
+tokens per call). Decoding N sequences in one `llama_decode` call gives the kernels N tokens a step.
+This module drives llama.cpp's batch API directly: one KV sequence (its own stream) per prompt, the
+prompts' shared prefix (system prompt and type lists) evaluated once and copied to the others, then
+one token per unfinished sequence per step.
 
-Only plain greedy decoding: the same tokens as `Llama.create_chat_completion(temperature=0)` up to
-floating-point differences between batch shapes (tests compare the two; `scripts/bench_eval.py
---parallel` measures both). Grammar-constrained decoding stays one sequence at a time.
+Only plain greedy decoding: the same tokens as `Llama.create_chat_completion(temperature=0)` except
+where two tokens are nearly tied and the other float summation order of a batched step flips the
+choice (tests compare the two; `scripts/bench_eval.py --gguf` times both and counts identical
+completions). Grammar-constrained decoding stays one sequence at a time.
 """
 
 from __future__ import annotations

@@ -130,7 +130,8 @@ def test_llama_cpp_chunks_a_text_longer_than_its_context(smollm2_gguf):
 @pytest.mark.slow
 def test_llama_cpp_batched_greedy_matches_one_at_a_time(smollm2_gguf):
     """batch_size > 1 decodes a batch's requests together (t2g.llama_batched): the same completions as
-    llama-cpp-python's own loop, and a prompt over the context fails alone, as it does one at a time."""
+    llama-cpp-python's own loop on these texts (a near-tie elsewhere can flip a token: another float
+    summation order), and a prompt over the context fails alone, as it does one at a time."""
     pytest.importorskip("llama_cpp")
     from t2g.backends import LlamaCppBackend
     from t2g.inference import make_request
