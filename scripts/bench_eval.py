@@ -4,11 +4,13 @@
     python scripts/bench_eval.py                             # all 288 test sentences (long on CPU)
     python scripts/bench_eval.py --limit 16 --full_grammar   # also llama-cpp-python's own grammar= path
     python scripts/bench_eval.py --limit 16 --n_threads 1    # on a CPU shared with other jobs (see below)
+    python scripts/bench_eval.py --limit 16 --n_threads 1 --gguf run/export/model-q8_0.gguf --batch_size 16
+                                                             # llama.cpp rows only, on an exported GGUF
 
 Every configuration runs through `t2g.evaluate.evaluate` (the code behind `t2g evaluate`) on the same
 sentences in the same process, one after the other, and the table prints sentences/second with its
-ratio to the HF baseline measured in this run, next to the F1s, so that what constrained decoding
-does to quality is visible beside what it does to speed. Model loading is excluded from the timing.
+ratio to the HF baseline measured in this run (with --gguf: to llama.cpp one at a time), next to the
+F1s, so that what constrained decoding does to quality is visible beside what it does to speed. Model loading is excluded from the timing.
 
 Configurations: hf (transformers, fp32, batched greedy; the baseline), llama.cpp one at a time (the
 Q4_1 GGUF of the same model, llama-cpp-python's own decoding loop), llama.cpp (the same GGUF, --batch_size
@@ -44,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=8,
                    help="sequences decoded together, by HF and by llama.cpp (t2g.llama_batched; its row 'one at a time' is 1)")
     p.add_argument("--n_threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
+    p.add_argument("--gguf", default=None,
+                   help="the llama.cpp rows run this GGUF (e.g. a t2g export, q8_0) instead of SmolLM2's Q4_1; no HF row")
     p.add_argument("--full_grammar", action="store_true", help="also time llama-cpp-python's own grammar= (slow)")
     p.add_argument("--out", default=None, help="where the per-configuration reports go (default: a temp dir)")
     return p.parse_args(argv)
@@ -56,9 +60,11 @@ def folder(name: str) -> str:
 
 def configurations(args: argparse.Namespace) -> list[tuple[str, dict]]:
     threads = {"n_threads": args.n_threads} if args.n_threads else {}
-    configs = [
+    configs = [] if args.gguf else [
         ("hf", {"backend": "hf", "batch_size": args.batch_size}),
         ("hf + grammar", None),  # not supported: reported, not timed
+    ]
+    configs += [
         ("llama.cpp, one at a time", {"backend": "llama.cpp", "batch_size": 1, "n_ctx": 2048, **threads}),
         ("llama.cpp", {"backend": "llama.cpp", "batch_size": args.batch_size, "n_ctx": 2048, **threads}),
         ("llama.cpp + grammar", {"backend": "llama.cpp", "constrained": True, "n_ctx": 2048, **threads}),
@@ -82,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
             rows.append((name, None))
             continue
         print(f"== {name}", file=sys.stderr, flush=True)
-        report = evaluate("smollm2", args.data, str(out_root / folder(name)),
+        model = args.gguf if args.gguf and options["backend"] == "llama.cpp" else "smollm2"
+        report = evaluate(model, args.data, str(out_root / folder(name)),
                           args.limit, max_new_tokens=args.max_new_tokens, progress=True, **options)
         rows.append((name, report))
     print_table(rows, args)
@@ -103,11 +110,14 @@ def print_agreement(out_root: Path, first: str, second: str) -> None:
 
 
 def print_table(rows: list, args: argparse.Namespace) -> None:
-    base = next(r for n, r in rows if n == "hf")["timing"]["sentences_per_s"]
+    baseline = rows[0][0]  # hf, or with --gguf llama.cpp one at a time
+    base = rows[0][1]["timing"]["sentences_per_s"]
     n = next(r for _, r in rows if r)["n_examples"]
-    print(f"\nCoNLL04 test, {n} sentences, SmolLM2-135M-Instruct, CPU ({os.cpu_count()} cores), greedy, "
-          f"max_new_tokens={args.max_new_tokens}")
-    print(f"{'configuration':<26}{'sent/s':>8}{'vs hf':>8}{'ent F1':>8}{'rel F1':>8}{'JSON ok':>9}{'off-schema':>11}")
+    model = args.gguf or "SmolLM2-135M-Instruct"
+    print(f"\n{Path(args.data).name}, {n} sentences, {model}, CPU ({os.cpu_count()} cores), greedy, "
+          f"max_new_tokens={args.max_new_tokens}, llama.cpp threads {args.n_threads or 'all'}, batch_size {args.batch_size}")
+    print(f"{'configuration':<26}{'sent/s':>8}{'ratio':>8}{'ent F1':>8}{'rel F1':>8}{'JSON ok':>9}{'off-schema':>11}")
+    print(f"(ratio: sentences/s against '{baseline}', measured in this run)")
     for name, r in rows:
         if r is None:
             print(f"{name:<26}{'not supported (use llama.cpp or an OpenAI server for constraints)':>52}")
