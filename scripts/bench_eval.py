@@ -10,11 +10,13 @@
 Every configuration runs through `t2g.evaluate.evaluate` (the code behind `t2g evaluate`) on the same
 sentences in the same process, one after the other, and the table prints sentences/second with its
 ratio to the HF baseline measured in this run (with --gguf: to llama.cpp one at a time), next to the
-F1s, so that what constrained decoding does to quality is visible beside what it does to speed. Model loading is excluded from the timing.
+F1s, so that what constrained decoding does to quality is visible beside what it does to speed.
+Model loading is excluded from the timing.
 
 Configurations: hf (transformers, fp32, batched greedy; the baseline), llama.cpp one at a time (the
-Q4_1 GGUF of the same model, llama-cpp-python's own decoding loop), llama.cpp (the same GGUF, --batch_size
-sequences decoded together by t2g.llama_batched), llama.cpp + grammar (GBNF from the type lists, argmax-first check), and with
+Q4_1 GGUF of the same model, llama-cpp-python's own decoding loop), llama.cpp (the same GGUF,
+--batch_size sequences decoded together by t2g.llama_batched), llama.cpp + grammar (GBNF from the
+type lists, argmax-first check), and with
 --full_grammar llama.cpp + full grammar (the grammar filters the whole vocabulary at every step).
 HF has no constrained mode: its row says so instead of a number.
 Each configuration's full report lands in --out/<name>/ (report.json, report.md, predictions).
@@ -99,11 +101,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def print_agreement(out_root: Path, first: str, second: str) -> None:
     """Batched greedy decoding can differ from one-at-a-time in a near tie (other float summation order)."""
-    import json
+    from t2g.data import iter_jsonl
 
     def completions(name: str) -> list[str]:
-        path = out_root / folder(name) / "predictions.jsonl"
-        return [json.loads(line)["completion"] for line in path.read_text().splitlines() if line.strip()]
+        return [row["completion"] for _, _, row in iter_jsonl(out_root / folder(name) / "predictions.jsonl")]
 
     a, b = completions(first), completions(second)
     print(f"identical completions, {first} vs {second}: {sum(x == y for x, y in zip(a, b))}/{len(a)}")

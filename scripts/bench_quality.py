@@ -15,7 +15,7 @@ is the export's parity check (t2g.parity.check_parity) on a test subset. The dri
 is t2g.train (start/sft/grpo/finish), export is t2g.export, evaluation is t2g.evaluate.
 
     python scripts/bench_quality.py --out bench/full --docs docs/results.md --img_dir docs/img   # all stages in turn, one process
-    # docs/results.md's run instead: --train_only SFT on both cores, then two one-core processes (~2 h here)
+    # docs/results.md's run instead: --train_only SFT on both cores, then two one-core processes (~90 min here)
     python scripts/bench_quality.py --quick --out /tmp/bench-quick                             # every stage, tiny
 
 Resumable per stage: a stage whose `stage.json` exists in --out is skipped (its numbers are reused);

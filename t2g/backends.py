@@ -205,7 +205,7 @@ class LlamaCppBackend:
 
         if self._batched is None:
             self._batched = BatchedGreedy(self.llm)
-        n_ctx = self.context_length or 0
+        n_ctx = self.llm.n_ctx()  # what `_one`'s create_chat_completion checks against
         results: list[Generation | None] = [None] * len(requests)
         prompts, stops, index = [], [], []
         for i, request in enumerate(requests):

@@ -107,8 +107,8 @@ class BatchedGreedy:
         shortest = min(len(p) for p in prompts)
         while shared < shortest - 1 and all(p[shared] == prompts[0][shared] for p in prompts):
             shared += 1
-        if n == 1:
-            shared = 0
+        if n == 1:  # nothing to share; one prompt in one call, as one-at-a-time decoding evaluates it
+            shared = 0  # (splitting it changes the float results: the test catches a flipped token)
         self._ensure(n, max(len(p) + max(0, lim) for p, lim in zip(prompts, limits)))
         self._lib.llama_memory_clear(self._ctx.memory, False)
         if shared:
