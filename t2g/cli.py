@@ -36,6 +36,26 @@ def score(gold: str, pred: str) -> None:
     print(json.dumps(report, indent=2))
 
 
+def compare(gold: str, pred_a: str, pred_b: str, resamples: int = 1000, seed: int = 0) -> None:
+    """Is B better than A? F1 of both, B - A and its 95% interval from a paired bootstrap over the
+    gold examples (entity, strict relation, lenient relation); prints JSON.
+
+    Example: t2g compare --gold test.jsonl --pred_a sft/predictions.jsonl --pred_b grpo/predictions.jsonl
+    """
+    from t2g.compare import paired_bootstrap
+    from t2g.data import DataError, load_examples
+    from t2g.predictions import read_predictions
+
+    gold, pred_a, pred_b = _text(gold, "--gold"), _text(pred_a, "--pred_a"), _text(pred_b, "--pred_b")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise DataError(f"--resamples={resamples!r}: give a whole number of resamples, e.g. --resamples=1000")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DataError(f"--seed={seed!r}: give a whole number")
+    report = paired_bootstrap(load_examples(gold), read_predictions(pred_a), read_predictions(pred_b),
+                              resamples=resamples, seed=seed, sources=(pred_a, pred_b))
+    print(json.dumps({"gold": gold, "a": pred_a, "b": pred_b, **report}, indent=2))
+
+
 def _text(value, flag: str, if_none: str | None = None) -> str:
     """A string flag as given: Fire turns `None`, `1` or `true` into Python values; turn them back."""
     from t2g.data import DataError
@@ -238,7 +258,7 @@ def _data_error():
 
 
 
-COMMANDS = {"convert": convert, "score": score, "generate": generate}
+COMMANDS = {"convert": convert, "score": score, "compare": compare, "generate": generate}
 COMMANDS.update({"export": export, "fetch-llama-cpp": fetch_llama_cpp})
 COMMANDS.update({"extract": extract, "evaluate": evaluate})
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from t2g.data import DataError, Example, iter_jsonl
 from t2g.parsing import parse_completion
@@ -44,25 +44,30 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
     return preds
 
 
-def score_predictions(gold: Sequence[Example], preds: dict[str, dict], source: str = "predictions") -> dict:
-    """Corpus report; a gold id with no prediction counts as an empty prediction."""
+def check_ids(gold: Sequence[Example], preds: dict[str, dict], source: str) -> None:
     gold_ids = {ex.id for ex in gold}
     unknown = [pid for pid in preds if pid not in gold_ids]
     if unknown:
         raise DataError(f"{source}: {len(unknown)} prediction ids are not in the gold data (first: {unknown[0]!r}); wrong file pair?")
-    total = CorpusScore()
-    missing = parse_failures = n_completions = 0
+
+
+def paired_graphs(gold: Sequence[Example], preds: dict[str, dict], source: str = "predictions") -> Iterator[tuple[Graph | None, Graph]]:
+    """(predicted graph, gold graph) in gold order; a gold id with no prediction pairs with an empty graph."""
+    check_ids(gold, preds, source)
     for ex in gold:
         pred = preds.get(ex.id)
-        if pred is None:
-            missing += 1
-            total.add(score_example(Graph(), ex.graph))
-            continue
-        n_completions += pred["completion"]
-        parse_failures += pred["error"] is not None
-        total.add(score_example(pred["graph"], ex.graph))
+        yield (Graph() if pred is None else pred["graph"]), ex.graph
+
+
+def score_predictions(gold: Sequence[Example], preds: dict[str, dict], source: str = "predictions") -> dict:
+    """Corpus report; a gold id with no prediction counts as an empty prediction."""
+    total = CorpusScore()
+    for pred, gold_graph in paired_graphs(gold, preds, source):
+        total.add(score_example(pred, gold_graph))
+    found = [preds[ex.id] for ex in gold if ex.id in preds]
+    completions = [p for p in found if p["completion"]]
     report = total.report()
-    report["n_missing_predictions"] = missing
-    if n_completions:
-        report["json_valid_rate"] = 1 - parse_failures / n_completions
+    report["n_missing_predictions"] = len(gold) - len(found)
+    if completions:
+        report["json_valid_rate"] = 1 - sum(p["error"] is not None for p in completions) / len(completions)
     return report
