@@ -117,6 +117,7 @@ def run_stage(out: Path, name: str, fn: Callable[[Path], dict]) -> dict:
 # (scripts/bench_eval.py --gguf measures it). Greedy: the same completions as one at a time except at
 # near-ties, where another float summation order can flip a token (docs/results.md counts them).
 EVAL_BATCH = 16
+BOOTSTRAP_RESAMPLES = 1000  # t2g.compare: intervals to about a tenth of a point
 
 
 def evaluate_gguf(gguf: Path, data: Path, out: Path, limit: int, sizes: Sizes) -> dict:
@@ -375,6 +376,7 @@ def render(results: dict) -> str:
               f"**{'met' if v['target_40_met'] else 'not met'}**.",
               f"- GRPO (c) minus SFT (b), strict relation F1: {v['grpo_minus_sft']:+.1f} points (target >= +5): "
               f"**{'met' if v['target_plus5_met'] else 'not met'}**.",
+              *significance_lines(results["significance"]),
               f"- Reference rewards (d) minus SFT (b): {v['grpo_ref_minus_sft']:+.1f} points; default (c) minus "
               f"reference (d): {v['grpo_minus_grpo_ref']:+.1f} points.",
               f"- Lenient triplet F1 (comparable with ChatGPT's 17.8 zero-shot): base {_pct(rows['base']['test']['relation_boundaries_f1'])}, "
@@ -393,6 +395,17 @@ def render(results: dict) -> str:
               "", "### Hardware and versions", "", "```json",
               json.dumps({"hardware": results["hardware"], "versions": results["versions"]}, indent=1), "```"]
     return "\n".join(lines) + "\n"
+
+
+def significance_lines(sig: dict) -> list[str]:
+    lines = []
+    for key, label in (("grpo", "(c)"), ("grpo_ref", "(d)")):
+        r = sig[key]["relation"]
+        lines.append(f"  - {label} minus (b), strict relation F1, {100 * sig[key]['confidence']:.0f}% interval from a paired "
+                     f"bootstrap over the {sig[key]['n_examples']} test sentences ({sig[key]['resamples']} resamples): "
+                     f"{100 * r['low']:+.1f} to {100 * r['high']:+.1f} points; GRPO not better in "
+                     f"{100 * r['p_b_not_better']:.0f}% of resamples.")
+    return lines
 
 
 def _fmt(x: float | None) -> str:
@@ -464,6 +477,19 @@ def verdict(rows: dict) -> dict:
             "grpo_ref_minus_sft": 100 * (f["grpo_ref"] - f["sft"]), "grpo_minus_grpo_ref": 100 * (f["grpo"] - f["grpo_ref"])}
 
 
+def significance(out: Path) -> dict:
+    """GRPO minus SFT on test with a paired bootstrap interval (t2g.compare): is the difference more
+    than which sentences the test set happens to hold, and near-tie flips, would give?"""
+    from t2g.compare import paired_bootstrap
+    from t2g.data import load_examples
+    from t2g.predictions import read_predictions
+
+    gold = load_examples(out / "sft" / "test" / "gold.jsonl")
+    preds = {k: read_predictions(out / k / "test" / "predictions.jsonl") for k in ("sft", "grpo", "grpo_ref")}
+    return {k: paired_bootstrap(gold, preds["sft"], preds[k], resamples=BOOTSTRAP_RESAMPLES, seed=0,
+                                sources=("sft/test", f"{k}/test")) for k in ("grpo", "grpo_ref")}
+
+
 def write_docs(docs: Path, section: str) -> None:
     if not docs.is_file():
         raise BenchError(f"--docs={docs}: no such file (it holds the hand-written frame around the generated section)")
@@ -485,7 +511,7 @@ def report(out: Path, rows: dict, args: argparse.Namespace, sizes: Sizes) -> dic
         "settings": {"sft": json.loads((Path(rows["sft"]["run_dir"]) / "config.json").read_text()),
                      "grpo": json.loads((Path(rows["grpo"]["run_dir"]) / "config.json").read_text()),
                      "grpo_weights": {k: rows[k]["weights"] for k in ("grpo", "grpo_ref")}},
-        "rows": rows, "verdict": verdict(rows), "grpo_diagnostics": grpo_diagnostics(rows),
+        "rows": rows, "verdict": verdict(rows), "significance": significance(out), "grpo_diagnostics": grpo_diagnostics(rows),
         "images": plot_curves(rows, img_dir, link_base), "hardware": hardware(), "versions": versions(),
     }
     keep = {"sft": ("model", "backend", "load_in_4bit", "lora_r", "lora_alpha", "lora_target_modules", "augment_copies",

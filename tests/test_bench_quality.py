@@ -73,6 +73,12 @@ def test_report_has_every_row_in_range(quick):
     assert results["rows"]["grpo"]["start_adapter"] == results["rows"]["grpo_ref"]["start_adapter"] == sft_selected
     assert set(results["rows"]["grpo_ref"]["weights"]) == {"json_valid", "entity_f1", "relation_f1"}
     assert "relation_f1" in results["rows"]["grpo"]["weights"] and "grounding" in results["rows"]["grpo"]["weights"]
+    # GRPO minus SFT with its bootstrap interval, on the very test predictions the rows report
+    for key in ("grpo", "grpo_ref"):
+        rel = results["significance"][key]["relation"]
+        assert rel["a"] == pytest.approx(results["rows"]["sft"]["test"]["relation_f1"])
+        assert rel["b"] == pytest.approx(results["rows"][key]["test"]["relation_f1"])
+        assert rel["low"] <= rel["high"] and 0.0 <= rel["p_b_not_better"] <= 1.0
 
 
 def test_train_only_training_is_reused_and_timed(quick):
