@@ -267,6 +267,16 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def warn_emulated_bf16() -> None:
+    """--dtype=bf16 works on any CPU, but without AMX or AVX512-BF16 torch emulates it, many times slower
+    than fp32 (scripts/bench_sft_cpu.py measures it): say so before a run crawls for hours."""
+    from t2g import cpu
+
+    if cpu.native_bf16() is False and not cuda_available():
+        print(f"t2g: warning: --dtype=bf16 on a CPU without AMX or AVX512-BF16 ({cpu.model_name()}): torch emulates "
+              f"bf16 there, many times slower than --dtype=fp32 (the CPU default)", file=sys.stderr)
+
+
 def _one_of(name: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ConfigError(f"--{name}={value!r} is not one of {', '.join(allowed)}; {_nearest(value, allowed).replace('--', '')}")
@@ -287,6 +297,8 @@ def validate(cfg: TrainConfig) -> None:
     _one_of("dtype", cfg.dtype, DTYPES)
     if cfg.dtype == "fp16" and not cuda_available():
         raise ConfigError("--dtype=fp16 needs a CUDA GPU (CPU has no fp16 autocast); use --dtype=bf16 or --dtype=fp32")
+    if cfg.dtype == "bf16":
+        warn_emulated_bf16()
     for target in cfg.report_to:
         _one_of("report_to", target, REPORT_TO)
     if "wandb" in cfg.report_to and importlib.util.find_spec("wandb") is None:
