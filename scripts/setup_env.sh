@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Create (or update) .venv with the pinned stack, t2g itself, and the offline test assets.
 # Idempotent: re-running it installs only what is missing. Needs only PyPI.
-#   T2G_EXTRAS   extras to install (default: unsloth,export,llama,dev)
+#   T2G_EXTRAS   extras to install (default: unsloth,export,llama,dev,cpu)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export UNSLOTH_AUTO_INSTALL=0 UNSLOTH_LLAMA_CPP_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 VPY=.venv/bin/python
-extras=${T2G_EXTRAS:-unsloth,export,llama,dev}
+extras=${T2G_EXTRAS:-unsloth,export,llama,dev,cpu}
 stamp=.venv/.t2g-installed
 want="$(cat pyproject.toml scripts/setup_env.sh | sha1sum | cut -c1-16) $extras"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

@@ -1,0 +1,147 @@
+"""SFT step time and memory on CPU: malloc (glibc or mimalloc) and dtype (fp32 or bf16), same steps, same run.
+
+    python scripts/bench_sft_cpu.py                                   # glibc vs mimalloc, this CPU's dtype, 160 steps
+    python scripts/bench_sft_cpu.py --arms glibc/fp32,glibc/bf16 --steps 4   # bf16 against fp32 on this CPU
+
+Each arm trains the quality benchmark's SFT (scripts/bench_quality.py: SmolLM2-135M-Instruct, LoRA,
+CoNLL04 train with its type-augmented copies, batch 4, seed 42) for --steps steps in a fresh process
+of its own: an allocator is chosen at process start (t2g.allocator), and a process's heap carries its
+history. Every arm runs on the same cores, and the seed fixes the batches, so every arm trains on
+the same sequences. An arm is `allocator/dtype`; dtype `auto` is bf16 on cores with AMX or AVX512-BF16
+and fp32 elsewhere (t2g.cpu).
+
+Printed per arm: the first step (warm-up) apart, then the mean seconds a step over the first and the
+last quarter of the remaining steps and over all of them, the resident memory at the end and at its
+peak, and each against the first arm (the baseline), measured in this run. Why: the docs' fourth run
+slowed from 2.7 to 4.5 s a step as its resident memory grew to 10 GB under glibc's malloc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from t2g import allocator, cpu  # noqa: E402  (light: no torch)
+
+DTYPES = ("auto", "fp32", "bf16")
+
+
+def rss_mb() -> tuple[float, float]:
+    """(resident now, resident peak) of this process in MB, from /proc."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One arm's SFT run (this process was started under its allocator); writes <out>/result.json."""
+    from bench_grpo_overhead import step_timer
+    from bench_quality import FULL, set_threads, train_config
+
+    set_threads(args.threads, args.first_core)
+    from t2g import train
+    from t2g.io import write_json_atomic
+
+    out = Path(args.out)
+    sizes = replace(FULL, sft_steps=args.steps, select_every=args.steps)
+    session = train.start(train_config(out / "run", sizes, args.seed, "sft", dtype=args.worker_dtype))
+    timer = step_timer()
+    session.callbacks.append(timer)
+    train.sft(session)
+    now, peak = rss_mb()
+    write_json_atomic(out / "result.json", {"allocator": allocator.active(), "step_s": timer.durations(),
+                                            "rss_end_mb": round(now), "rss_peak_mb": round(peak)})
+
+
+def parse_arms(text: str) -> list[tuple[str, str]]:
+    arms = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        name, _, dtype = item.partition("/")
+        dtype = dtype or "auto"
+        if name not in allocator.ALLOCATORS or dtype not in DTYPES:
+            raise ValueError(f"--arms: {item!r} is not allocator/dtype with allocator one of "
+                             f"{', '.join(allocator.ALLOCATORS)} and dtype one of {', '.join(DTYPES)}")
+        arms.append((name, cpu.training_dtype() if dtype == "auto" else dtype))
+    if not arms:
+        raise ValueError("--arms is empty; e.g. --arms glibc/fp32,mimalloc/fp32")
+    return arms
+
+
+def summarize(label: str, result: dict) -> dict:
+    steps = result["step_s"]
+    rest = steps[1:] or steps
+    quarter = max(1, len(rest) // 4)
+    return {"arm": label, "steps": len(steps), "warmup_s": steps[0], "first_s": statistics.mean(rest[:quarter]),
+            "last_s": statistics.mean(rest[-quarter:]), "mean_s": statistics.mean(rest),
+            "rss_end_mb": result["rss_end_mb"], "rss_peak_mb": result["rss_peak_mb"]}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arms", default="glibc/auto,mimalloc/auto",
+                        help="comma-separated allocator/dtype pairs; the first is the baseline")
+    parser.add_argument("--steps", type=int, default=160, help="SFT steps per arm (the docs' run slowed after ~100)")
+    parser.add_argument("--threads", type=int, default=2, help="cores each arm is pinned to (the quality benchmark's SFT uses 2)")
+    parser.add_argument("--first_core", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", default="/tmp/t2g-bench-sft-cpu", help="scratch folder (emptied per arm)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker_dtype", default="fp32", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return []
+    if args.steps < 2:
+        parser.error("--steps must be >= 2 (the first step is warm-up, reported apart)")
+    try:
+        arms = parse_arms(args.arms)
+        envs = {name: allocator.environment(name) for name, _ in arms}  # a missing mimalloc fails here, before training
+    except (ValueError, allocator.AllocatorError) as exc:
+        parser.error(str(exc))
+    rows = []
+    for name, dtype in arms:
+        label = f"{name}/{dtype}"
+        out = Path(args.out) / label.replace("/", "-")
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = [sys.executable, __file__, "--worker", "--worker_dtype", dtype, "--out", str(out), "--steps", str(args.steps),
+               "--threads", str(args.threads), "--first_core", str(args.first_core), "--seed", str(args.seed)]
+        print(f"bench_sft_cpu: {label}: {args.steps} SFT steps on {args.threads} core(s), started {time.strftime('%H:%M:%S')}",
+              flush=True)
+        done = subprocess.run(cmd, env=envs[name])
+        if done.returncode != 0:
+            sys.exit(f"bench_sft_cpu: the {label} run failed (exit {done.returncode}); its output is above")
+        result = json.loads((out / "result.json").read_text())
+        if result["allocator"] != name:
+            sys.exit(f"bench_sft_cpu: the {label} run ran on {result['allocator']} (LD_PRELOAD not honoured?)")
+        rows.append(summarize(label, result))
+    print(report(rows, args))
+    return rows
+
+
+def report(rows: list[dict], args: argparse.Namespace) -> str:
+    base = rows[0]
+    lines = [f"\nSFT on CoNLL04, SmolLM2-135M-Instruct, batch 4, {args.steps} steps on {args.threads} core(s) of "
+             f"{cpu.model_name()} (native bf16: {cpu.native_bf16()}); ratios against {base['arm']} measured in this run "
+             f"(< 1: faster / smaller). Step times exclude the first (warm-up) step.",
+             f"{'arm':<15} {'warm-up s':>9} {'first 1/4 s/step':>16} {'last 1/4 s/step':>15} {'mean s/step':>11} "
+             f"{'vs base':>7} {'RSS end MB':>10} {'RSS peak MB':>11} {'vs base':>7}"]
+    for r in rows:
+        lines.append(f"{r['arm']:<15} {r['warmup_s']:>9.1f} {r['first_s']:>16.2f} {r['last_s']:>15.2f} {r['mean_s']:>11.2f} "
+                     f"{r['mean_s'] / base['mean_s']:>7.2f} {r['rss_end_mb']:>10} {r['rss_peak_mb']:>11} "
+                     f"{r['rss_peak_mb'] / base['rss_peak_mb']:>7.2f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
