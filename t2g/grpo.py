@@ -13,7 +13,8 @@ import sys
 from t2g import distributed, runs
 from t2g.config import resolved_weights
 from t2g.train import Session, ensure_model, grpo_rows
-from t2g.trainer_utils import SaveAtEnd, close_stage, common_args, resume_point, stage_already_done
+from t2g.trainer_utils import (SaveAtEnd, close_stage, common_args, resume_point, stage_already_done,
+                               trainable_in_compute_dtype)
 
 
 def grpo_config(cfg, run, reward_weights: list[float]):
@@ -92,6 +93,7 @@ def run_grpo(session: Session) -> dict:
         callbacks=[SaveAtEnd(), *session.callbacks],
     )
     rewards.RewardDiagnosticsCallback(funcs).install(trainer)  # diagnostics/* rates beside the rewards
+    trainable_in_compute_dtype(trainer)  # TRL's bf16 adapters for quantized models, under fp32 compute
     distributed.check_trainer(trainer)  # every launched process in one group, or stop here
     trainer.train(resume_from_checkpoint=resume_point(run, "grpo"))
     return close_stage(session, "grpo", trainer, extra={"rewards": [f.__name__ for f in funcs]})

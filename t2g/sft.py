@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from t2g import distributed, runs
 from t2g.train import Session, ensure_model, sft_rows
-from t2g.trainer_utils import SaveAtEnd, close_stage, common_args, resume_point, stage_already_done
+from t2g.trainer_utils import (SaveAtEnd, close_stage, common_args, resume_point, stage_already_done,
+                               trainable_in_compute_dtype)
 
 
 def sft_config(cfg, run):
@@ -48,6 +49,7 @@ def run_sft(session: Session) -> dict:
         processing_class=loaded.tokenizer,
         callbacks=[SaveAtEnd(), *session.callbacks],
     )
+    trainable_in_compute_dtype(trainer)  # TRL's bf16 adapters for quantized models, under fp32 compute
     distributed.check_trainer(trainer)  # every launched process in one group, or stop here
     trainer.train(resume_from_checkpoint=resume_point(run, "sft"))
     return close_stage(session, "sft", trainer)

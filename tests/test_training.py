@@ -28,9 +28,9 @@ RECIPE = REPO / "recipes" / "grpo_qwen_1_5b.py"
 GRPO_NAMES = [f.__name__ for f in rewards.build(rewards.DEFAULT_WEIGHTS)[0]]
 
 
-def run_recipe(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_recipe(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, UNSLOTH_AUTO_INSTALL="0", UNSLOTH_LLAMA_CPP_OFFLINE="1", HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false")
+               TOKENIZERS_PARALLELISM="false", **(env or {}))
     proc = subprocess.run([sys.executable, str(RECIPE), *args], capture_output=True, text=True, env=env,
                           timeout=timeout, cwd=REPO)
     assert proc.returncode == 0, f"recipe failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -85,12 +85,19 @@ def train_steps(history: list[dict]) -> list[int]:
     return [row["step"] for row in history if "loss" in row]
 
 
+# unsloth: SFT and GRPO, on a CPU that computes in bf16 (AMX / AVX512-BF16) and on one that does not, whatever
+# CPU runs the test (UNSLOTH_CPU_BF16 decides what unsloth believes); hf: the whole recipe, export (GGUF,
+# Modelfile, parity) and evaluation included.
+UNSLOTH_4BIT = ["--load_in_4bit=True", "--stages=sft,grpo"]
+
+
 @pytest.mark.slow
-# unsloth: SFT and GRPO; hf: the whole recipe, export (GGUF, Modelfile, parity) and evaluation included.
-@pytest.mark.parametrize("backend, extra", [("unsloth", ["--load_in_4bit=True", "--stages=sft,grpo"]), ("hf", [])])
-def test_recipe_sft_then_grpo(tiny_model_dir, nothing_to_extract, tmp_path, backend, extra):
+@pytest.mark.parametrize("backend, extra, env", [("unsloth", UNSLOTH_4BIT, {"UNSLOTH_CPU_BF16": "1"}),
+                                                 ("unsloth", UNSLOTH_4BIT, {"UNSLOTH_CPU_BF16": "0"}), ("hf", [], {})],
+                         ids=["unsloth-bf16-cpu", "unsloth-fp32-cpu", "hf"])
+def test_recipe_sft_then_grpo(tiny_model_dir, nothing_to_extract, tmp_path, backend, extra, env):
     out = tmp_path / "run"
-    proc = run_recipe(*tiny_args(tiny_model_dir, nothing_to_extract, out, f"--backend={backend}", *extra))
+    proc = run_recipe(*tiny_args(tiny_model_dir, nothing_to_extract, out, f"--backend={backend}", *extra), env=env)
     assert proc.stdout.rstrip().splitlines()[-1] == f"run directory: {out.resolve()}"
 
     # The run directory is complete.
