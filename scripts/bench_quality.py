@@ -15,7 +15,7 @@ is the export's parity check (t2g.parity.check_parity) on a test subset. The dri
 is t2g.train (start/sft/grpo/finish), export is t2g.export, evaluation is t2g.evaluate.
 
     python scripts/bench_quality.py --out bench/full --docs docs/results.md --img_dir docs/img   # all stages in turn, one process
-    # docs/results.md's run instead: --train_only SFT on both cores, then two one-core processes (~90 min here)
+    # docs/results.md's run instead: --train_only SFT on both cores, then two one-core processes (~90 min on a 2-core Xeon with AMX)
     python scripts/bench_quality.py --quick --out /tmp/bench-quick                             # every stage, tiny
 
 Resumable per stage: a stage whose `stage.json` exists in --out is skipped (its numbers are reused);
@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import rewards  # noqa: E402  (light)
+from t2g import allocator, cpu  # noqa: E402  (light)
 from t2g.config import TrainConfig, validate  # noqa: E402
 from t2g.io import write_json_atomic, write_text_atomic  # noqa: E402
 
@@ -180,9 +181,9 @@ def base_stage(folder: Path, sizes: Sizes) -> dict:
 
 
 def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: dict[str, float] | None = None,
-                 dtype: str = "bf16") -> TrainConfig:
-    """SmolLM2-135M on CPU: LoRA through the hf backend (4-bit on CPU only costs time), bf16 autocast
-    by default (AMX / AVX512-BF16 cores run it faster than fp32; --dtype=fp32 elsewhere)."""
+                 dtype: str = "auto") -> TrainConfig:
+    """SmolLM2-135M on CPU: LoRA through the hf backend (4-bit on CPU only costs time); dtype auto is bf16
+    autocast on AMX / AVX512-BF16 cores (faster than fp32 there) and fp32 elsewhere (t2g.cpu)."""
     from t2g.assets import smollm2_hf_dir
 
     every = sizes.select_every if stage == "sft" else sizes.grpo_select_every
@@ -198,7 +199,8 @@ def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: di
         # run); 2e-5 at 0.7 moved a strong one by nothing measurable in 16 steps (second run: Adam moves each
         # weight by about lr a step, so 16 x 2e-5 is about one SFT step's worth). 1e-4 at 0.7, with 4 prompts a
         # step against the noise and dev selection between steps 8 and 16 against damage.
-        grpo_learning_rate=1e-4, temperature=0.7, beta=0.0, dtype=dtype,
+        grpo_learning_rate=1e-4, temperature=0.7, beta=0.0,
+        dtype=cpu.training_dtype() if dtype == "auto" else dtype,
         reward_weights=dict(weights or {}), output_dir=str(out_dir), run_name=f"bench-{stage}",
         save_steps=every, save_total_limit=1000, sample_every=5, report_to=("none",), seed=seed,
     )
@@ -306,7 +308,7 @@ def hardware() -> dict:
     lscpu = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in cmd("lscpu").splitlines()) if v}
     return {"cpu": lscpu.get("Model name"), "architecture": lscpu.get("Architecture"), "lscpu_cpus": lscpu.get("CPU(s)"),
             "nproc": cmd("nproc").strip(), "memory": cmd("free", "-g").splitlines()[1:2], "python": platform.python_version(),
-            "platform": platform.platform()}
+            "platform": platform.platform(), "native_bf16": cpu.native_bf16(), "allocator": allocator.active()}
 
 
 def versions() -> dict:
@@ -561,8 +563,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", required=True, help="output folder (stages found done in it are skipped)")
     parser.add_argument("--quick", action="store_true", help="every stage on a few examples (CI, ~2 min)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp32"),
-                        help="training compute dtype (bf16: CPU autocast, fast on AMX/AVX512-BF16 cores; fp32 elsewhere)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
+                        help="training compute dtype; auto: bf16 autocast on AMX/AVX512-BF16 cores (the docs' run), fp32 "
+                             "elsewhere, where bf16 is emulated and many times slower (t2g.cpu)")
+    parser.add_argument("--allocator", default="mimalloc", choices=allocator.ALLOCATORS,
+                        help="malloc for this process, which restarts under it (t2g.allocator; mimalloc comes with the "
+                             "cpu extra). Training is bit-identical under both; scripts/bench_sft_cpu.py measured "
+                             "mimalloc's SFT steps faster and its peak memory lower (docs/results.md)")
     parser.add_argument("--docs", default=None, help="Markdown file whose generated section is replaced (docs/results.md)")
     parser.add_argument("--img_dir", default=None, help="where the PNG curves go (default: <out>/img)")
     parser.add_argument("--threads", type=int, default=0,
@@ -579,6 +586,14 @@ def main(argv: list[str] | None = None) -> dict:
     for field in Sizes.__dataclass_fields__:
         parser.add_argument(f"--{field}", type=int, default=None, help=f"override the size {field}")
     args = parser.parse_args(argv)
+    if argv is None:  # the command line: restart this very command under the allocator (first thing)
+        try:
+            allocator.reexec_with(args.allocator)
+        except allocator.AllocatorError as exc:
+            raise BenchError(f"--allocator={args.allocator}: {exc}") from None
+    elif allocator.active() != args.allocator:  # called from Python: never replace the caller's process
+        raise BenchError(f"--allocator={args.allocator}: this process runs on {allocator.active()}; run the script "
+                         f"from the command line, or pass --allocator={allocator.active()}")
     set_threads(args.threads, args.first_core)
     sizes = replace(QUICK if args.quick else FULL,
                     **{k: getattr(args, k) for k in Sizes.__dataclass_fields__ if getattr(args, k) is not None})

@@ -12,13 +12,16 @@ and fp32 elsewhere (t2g.cpu).
 
 Printed per arm: the first step (warm-up) apart, then the mean seconds a step over the first and the
 last quarter of the remaining steps and over all of them, the resident memory at the end and at its
-peak, and each against the first arm (the baseline), measured in this run. Why: the docs' fourth run
-slowed from 2.7 to 4.5 s a step as its resident memory grew to 10 GB under glibc's malloc.
+peak, and each against the first arm (the baseline), measured in this run; and whether the arm trained
+the same adapter bytes as the baseline (an allocator must not change the numbers; a dtype does).
+Why: the docs' fourth run slowed from 2.7 to 4.5 s a step as its resident memory grew to 10 GB under
+glibc's malloc.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import statistics
@@ -58,8 +61,10 @@ def worker(args: argparse.Namespace) -> None:
     session.callbacks.append(timer)
     train.sft(session)
     now, peak = rss_mb()
+    weights = (session.run.adapter_dir("sft") / "adapter_model.safetensors").read_bytes()
     write_json_atomic(out / "result.json", {"allocator": allocator.active(), "step_s": timer.durations(),
-                                            "rss_end_mb": round(now), "rss_peak_mb": round(peak)})
+                                            "rss_end_mb": round(now), "rss_peak_mb": round(peak),
+                                            "adapter_sha256": hashlib.sha256(weights).hexdigest()})
 
 
 def parse_arms(text: str) -> list[tuple[str, str]]:
@@ -84,7 +89,7 @@ def summarize(label: str, result: dict) -> dict:
     quarter = max(1, len(rest) // 4)
     return {"arm": label, "steps": len(steps), "warmup_s": steps[0], "first_s": statistics.mean(rest[:quarter]),
             "last_s": statistics.mean(rest[-quarter:]), "mean_s": statistics.mean(rest),
-            "rss_end_mb": result["rss_end_mb"], "rss_peak_mb": result["rss_peak_mb"]}
+            "rss_end_mb": result["rss_end_mb"], "rss_peak_mb": result["rss_peak_mb"], "adapter_sha256": result["adapter_sha256"]}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -135,11 +140,11 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
              f"{cpu.model_name()} (native bf16: {cpu.native_bf16()}); ratios against {base['arm']} measured in this run "
              f"(< 1: faster / smaller). Step times exclude the first (warm-up) step.",
              f"{'arm':<15} {'warm-up s':>9} {'first 1/4 s/step':>16} {'last 1/4 s/step':>15} {'mean s/step':>11} "
-             f"{'vs base':>7} {'RSS end MB':>10} {'RSS peak MB':>11} {'vs base':>7}"]
+             f"{'vs base':>7} {'RSS end MB':>10} {'RSS peak MB':>11} {'vs base':>7}  same weights as base"]
     for r in rows:
         lines.append(f"{r['arm']:<15} {r['warmup_s']:>9.1f} {r['first_s']:>16.2f} {r['last_s']:>15.2f} {r['mean_s']:>11.2f} "
                      f"{r['mean_s'] / base['mean_s']:>7.2f} {r['rss_end_mb']:>10} {r['rss_peak_mb']:>11} "
-                     f"{r['rss_peak_mb'] / base['rss_peak_mb']:>7.2f}")
+                     f"{r['rss_peak_mb'] / base['rss_peak_mb']:>7.2f}  {'yes' if r['adapter_sha256'] == base['adapter_sha256'] else 'no'}")
     return "\n".join(lines)
 
 

@@ -53,9 +53,16 @@ def active() -> str:
     return "mimalloc" if "libmimalloc" in maps else "glibc"
 
 
+# mimalloc hands freed pages back to the OS 10 ms after they fall idle. A training step frees and
+# allocates gigabytes of activations, so each step faulted them in again: 1.34x glibc's step time on
+# the benchmark's SFT. Never purging keeps the pages, as glibc does, at a lower peak (docs/results.md).
+MIMALLOC_DEFAULTS = {"MIMALLOC_PURGE_DELAY": "-1"}
+
+
 def environment(name: str, base: dict[str, str] | None = None) -> dict[str, str]:
     """`base` (default: this process's environment) with LD_PRELOAD set for `name`; any mimalloc
-    already preloaded is taken out first, so glibc means glibc."""
+    already preloaded is taken out first, so glibc means glibc. mimalloc's MIMALLOC_DEFAULTS apply
+    where `base` does not set those variables itself."""
     env = dict(os.environ if base is None else base)
     kept = [p for p in env.get("LD_PRELOAD", "").split(":") if p and "libmimalloc" not in p]
     lib = library(name)
@@ -64,6 +71,8 @@ def environment(name: str, base: dict[str, str] | None = None) -> dict[str, str]
         env["LD_PRELOAD"] = ":".join(preload)
     else:
         env.pop("LD_PRELOAD", None)
+    if lib is not None:
+        env = {**MIMALLOC_DEFAULTS, **env}
     return env
 
 

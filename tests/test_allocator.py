@@ -40,6 +40,8 @@ def test_environment_preloads_mimalloc_and_keeps_other_preloads(mimalloc_lib):
     env = allocator.environment("mimalloc", {"LD_PRELOAD": "/opt/other.so", "PATH": "/bin"})
     assert env["LD_PRELOAD"].split(":") == [str(mimalloc_lib), "/opt/other.so"]
     assert env["PATH"] == "/bin"
+    assert env["MIMALLOC_PURGE_DELAY"] == "-1"  # keep freed pages (purging them cost a third of a step)
+    assert allocator.environment("mimalloc", {"MIMALLOC_PURGE_DELAY": "10"})["MIMALLOC_PURGE_DELAY"] == "10"
     back = allocator.environment("glibc", env)  # glibc means glibc: the preloaded mimalloc is taken out
     assert back["LD_PRELOAD"] == "/opt/other.so"
     assert "LD_PRELOAD" not in allocator.environment("glibc", {"LD_PRELOAD": str(mimalloc_lib)})

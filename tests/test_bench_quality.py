@@ -41,14 +41,17 @@ def quick(tmp_path_factory, conll04_dir, smollm2_hf_dir) -> Path:
                     "<!-- END bench_quality -->\n\nhand-written outro\n")
     # As docs/results.md runs it: SFT trained alone first (--train_only), then every stage, which
     # selects and evaluates that training instead of redoing it.
-    run("--quick", f"--out={out / 'run'}", "--stages=sft", "--train_only")
+    run("--quick", f"--out={out / 'run'}", "--stages=sft", "--train_only", "--allocator=glibc")
     assert not (out / "run" / "sft" / "stage.json").exists()
+    # The second invocation restarts itself under mimalloc (t2g.allocator), the default allocator.
     run("--quick", f"--out={out / 'run'}", f"--docs={docs}", f"--img_dir={out / 'img'}")
     return out
 
 
 def test_report_has_every_row_in_range(quick):
     results = json.loads((quick / "run" / "results.json").read_text())
+    assert results["hardware"]["allocator"] == "mimalloc"
+    assert results["hardware"]["native_bf16"] in (True, False, None)
     assert set(results["rows"]) == set(ROWS)
     for key in ROWS:
         row = results["rows"][key]
@@ -138,3 +141,15 @@ def test_grpo_without_sft_is_a_clear_error(tmp_path):
     assert proc.returncode == 2
     assert "run the sft stage first" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "grpo" / "stage.json").exists()
+
+
+def test_main_called_from_python_never_restarts_the_caller(tmp_path, monkeypatch):
+    # From the command line --allocator restarts the script under it; from Python that would replace the
+    # caller's process (here: pytest's), so main() refuses an allocator this process does not run on.
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import bench_quality
+    from t2g import allocator
+
+    other = next(a for a in allocator.ALLOCATORS if a != allocator.active())
+    with pytest.raises(bench_quality.BenchError, match=f"--allocator={other}: this process runs on"):
+        bench_quality.main(["--quick", f"--out={tmp_path}", f"--allocator={other}"])
