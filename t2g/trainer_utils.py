@@ -68,19 +68,25 @@ def cpu_args(cfg) -> dict[str, Any]:
 
 
 def trainable_in_compute_dtype(trainer) -> None:
-    """Without autocast, keep the trainable weights in the dtype the model computes in.
+    """Without autocast, raise trainable weights that are coarser than the model's compute dtype to it.
 
     TRL stores a quantized model's trainable weights in bf16 (QLoRA's recipe, made for bf16 compute).
     A run that computes in fp32 (a CPU without native bf16, where t2g and unsloth choose fp32) would
     then feed fp32 activations to bf16 weights: a fully trained lm_head fails ("expected m1 and m2 to
     have the same dtype"), and every LoRA matmul runs in emulated bf16. The embeddings' dtype is the
-    activations' dtype; under bf16/fp16 autocast TRL's choice stands.
+    activations' dtype. Finer weights stay as they are (PEFT keeps LoRA in fp32 beside a bf16 base and
+    casts in its forward), and under bf16/fp16 autocast TRL's choice stands.
     """
+    import torch
+
     if trainer.args.bf16 or trainer.args.fp16:
         return
     compute = trainer.model.get_input_embeddings().weight.dtype
+    if not compute.is_floating_point:
+        return
     for param in trainer.model.parameters():
-        if param.requires_grad and param.dtype.is_floating_point and param.dtype != compute:
+        if (param.requires_grad and param.dtype.is_floating_point
+                and torch.finfo(param.dtype).bits < torch.finfo(compute).bits):
             param.data = param.data.to(compute)
 
 

@@ -180,6 +180,27 @@ def test_bf16_autocast_trains_on_cpu(tiny_model_dir, nothing_to_extract, tmp_pat
     assert json.loads((out / "config.json").read_text())["dtype"] == "bf16"
 
 
+@pytest.mark.parametrize("compute, trainable, autocast, expected", [
+    (torch.float32, torch.bfloat16, False, torch.float32),  # TRL's bf16 QLoRA weights under fp32 compute: raised
+    (torch.bfloat16, torch.float32, False, torch.float32),  # PEFT's fp32 LoRA beside a bf16 base: kept
+    (torch.float32, torch.bfloat16, True, torch.bfloat16),  # bf16 autocast: TRL's choice stands
+])
+def test_trainable_weights_follow_the_compute_dtype_without_autocast(compute, trainable, autocast, expected):
+    from types import SimpleNamespace
+
+    from t2g.trainer_utils import trainable_in_compute_dtype
+
+    model = torch.nn.Module()
+    model.embed = torch.nn.Embedding(4, 2).to(compute).requires_grad_(False)
+    model.get_input_embeddings = lambda: model.embed
+    model.adapter = torch.nn.Linear(2, 2).to(trainable)
+    model.frozen = torch.nn.Linear(2, 2).to(torch.bfloat16).requires_grad_(False)
+    trainer = SimpleNamespace(model=model, args=SimpleNamespace(bf16=autocast, fp16=False))
+    trainable_in_compute_dtype(trainer)
+    assert model.adapter.weight.dtype == model.adapter.bias.dtype == expected
+    assert model.frozen.weight.dtype == torch.bfloat16 and model.embed.weight.dtype == compute
+
+
 def test_cpu_precision_flags_and_fp16_refused_before_loading():
     from t2g.config import ConfigError, TrainConfig, validate
     from t2g.trainer_utils import cpu_args, precision
