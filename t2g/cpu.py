@@ -3,6 +3,8 @@
 bf16 training on a CPU is fast only where the cores compute in bf16 themselves (AMX or
 AVX512-BF16, on recent Xeons); elsewhere torch emulates it, and `scripts/bench_sft_cpu.py`
 measured an SFT step on an AVX2-only EPYC at 28.7x its fp32 time (docs/results.md).
+unsloth_zoo's `cpu_bf16_supported` reads the same flags, but importing it loads unsloth, and
+config validation and the hf backend must not need that.
 """
 
 from __future__ import annotations
