@@ -1,7 +1,7 @@
 """SFT step time and memory on CPU: malloc (glibc or mimalloc) and dtype (fp32 or bf16), same steps, same run.
 
     python scripts/bench_sft_cpu.py                                   # glibc vs mimalloc, this CPU's dtype, 160 steps
-    python scripts/bench_sft_cpu.py --arms glibc/fp32,glibc/bf16 --steps 4   # bf16 against fp32 on this CPU
+    python scripts/bench_sft_cpu.py --arms glibc/fp32,glibc/bf16 --steps 3   # bf16 against fp32 on this CPU
 
 Each arm trains the quality benchmark's SFT (scripts/bench_quality.py: SmolLM2-135M-Instruct, LoRA,
 CoNLL04 train with its type-augmented copies, batch 4, seed 42) for --steps steps in a fresh process

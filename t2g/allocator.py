@@ -37,11 +37,10 @@ def library(name: str) -> Path | None:
         files = metadata.distribution("cmeel-mimalloc").files or []
     except metadata.PackageNotFoundError:
         raise AllocatorError(f"allocator 'mimalloc' needs the cmeel-mimalloc package: {INSTALL_HINT}") from None
-    found = sorted(Path(f.locate()) for f in files if f.name.startswith("libmimalloc.so"))
-    found = [p for p in found if p.is_file()]
+    found = [path for path in (Path(f.locate()) for f in files if f.name.startswith("libmimalloc.so")) if path.is_file()]
     if not found:
         raise AllocatorError(f"cmeel-mimalloc is installed but holds no libmimalloc.so; reinstall it: {INSTALL_HINT}")
-    return min(found, key=lambda p: len(p.name))  # libmimalloc.so before its versioned aliases
+    return min(found, key=lambda path: (len(path.name), path.name))  # libmimalloc.so before its versioned aliases
 
 
 def active() -> str:
