@@ -20,7 +20,8 @@ os.environ.setdefault("UNSLOTH_AUTO_INSTALL", "0")
 os.environ.setdefault("UNSLOTH_LLAMA_CPP_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from t2g.config import TrainConfig, cli  # noqa: E402
+from t2g.train.config import TrainConfig, cli  # noqa: E402  (light: nothing heavy is imported here)
+from t2g.train.pipeline import run_recipe  # noqa: E402
 
 
 @dataclass
@@ -48,25 +49,5 @@ class Config(TrainConfig):
     )
 
 
-def main(cfg: Config) -> str:
-    from t2g import train
-    from t2g.runs import announce
-
-    session = train.start(cfg)
-    try:
-        if "sft" in cfg.stages:
-            train.sft(session)
-        if "grpo" in cfg.stages:
-            train.grpo(session)
-        if "export" in cfg.stages:
-            train.export(session)  # <run>/export/: GGUF, Ollama Modelfile, parity check against HF
-        if "evaluate" in cfg.stages:
-            train.evaluate(session)  # <run>/eval/: report on --eval_data, through the GGUF when exported
-        train.finish(session)
-    finally:
-        announce(session.run.dir)
-    return str(session.run.dir)
-
-
 if __name__ == "__main__":
-    cli(Config, main)
+    cli(Config, run_recipe)

@@ -6,7 +6,7 @@ most of the cost of every reward, so `BatchAnalyzer` does it once per batch and 
 last one) and recognises it by content: the completions and the dataset columns the rewards read
 (list equality is cheap when the elements are the very same objects, which is what TRL passes).
 
-Everything here goes through `t2g.parsing`, `t2g.schema` and `t2g.scoring`: no second parser,
+Everything here goes through `t2g.task.parsing`, `t2g.task.schema` and `t2g.task.scoring`: no second parser,
 validator or scorer.
 """
 
@@ -16,9 +16,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from t2g.parsing import TRUNCATED, UNCLOSED_THINK, ParseResult, completion_text, parse_completion
-from t2g.schema import Graph, SchemaError, TaskContext, Violation, validate_graph
-from t2g.scoring import ExampleScore, GraphKeys, score_keys
+from t2g.task.parsing import TRUNCATED, UNCLOSED_THINK, ParseResult, completion_text, parse_completion
+from t2g.task.schema import Graph, SchemaError, TaskContext, Violation, validate_graph
+from t2g.task.scoring import ExampleScore, GraphKeys, score_keys
 
 # Completions longer than this (in characters) get no credit without being parsed. GRPO completions
 # are a few thousand characters at most (max_completion_length tokens); anything near this size is

@@ -15,16 +15,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
-from t2g.parsing import EMPTY, TEXT_BEFORE_JSON, TRAILING_TEXT, WRONG_SHAPE
-from t2g.schema import (
-    DANGLING_HEAD,
-    DANGLING_TAIL,
-    DUPLICATE_ENTITY,
-    DUPLICATE_RELATION,
-    SPAN_NOT_IN_TEXT,
-    UNKNOWN_ENTITY_TYPE,
-    UNKNOWN_RELATION_TYPE,
-)
+from t2g.task.parsing import EMPTY, TEXT_BEFORE_JSON, TRAILING_TEXT, WRONG_SHAPE
+from t2g.task.schema import DANGLING_HEAD, DANGLING_TAIL, DUPLICATE_ENTITY, DUPLICATE_RELATION, SPAN_NOT_IN_TEXT, UNKNOWN_ENTITY_TYPE, UNKNOWN_RELATION_TYPE
 
 from rewards.analysis import Analysis
 

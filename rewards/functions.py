@@ -1,7 +1,7 @@
 """The rewards, one per-completion function each: `Analysis -> float`, with its range documented.
 
 Design: the only way to a high total is a correct, grounded, type-conditioned graph.
-- Positive credit comes from the answer's quality (strict entity/relation F1 from `t2g.scoring`)
+- Positive credit comes from the answer's quality (strict entity/relation F1 from `t2g.task.scoring`)
   and, a little, from its form (think format, JSON validity).
 - The hygiene terms (grounding, type adherence, consistency) are penalties in [-1, 0]: a clean
   graph scores 0, so an empty graph gains nothing from them. A completion without a usable graph
@@ -13,16 +13,8 @@ Design: the only way to a high total is a correct, grounded, type-conditioned gr
 
 from __future__ import annotations
 
-from t2g.parsing import THINK_CLOSE, THINK_OPEN, TEXT_BEFORE_JSON, TRAILING_TEXT, WRONG_SHAPE
-from t2g.schema import (
-    DANGLING_HEAD,
-    DANGLING_TAIL,
-    DUPLICATE_ENTITY,
-    DUPLICATE_RELATION,
-    SPAN_NOT_IN_TEXT,
-    UNKNOWN_ENTITY_TYPE,
-    UNKNOWN_RELATION_TYPE,
-)
+from t2g.task.parsing import THINK_CLOSE, THINK_OPEN, TEXT_BEFORE_JSON, TRAILING_TEXT, WRONG_SHAPE
+from t2g.task.schema import DANGLING_HEAD, DANGLING_TAIL, DUPLICATE_ENTITY, DUPLICATE_RELATION, SPAN_NOT_IN_TEXT, UNKNOWN_ENTITY_TYPE, UNKNOWN_RELATION_TYPE
 
 from rewards.analysis import Analysis
 
@@ -65,13 +57,13 @@ def json_valid(a: Analysis) -> float:
 
 
 def entity_f1(a: Analysis) -> float:
-    """Strict entity F1 (text, type) from `t2g.scoring`, in [0, 1]; an empty prediction for an
+    """Strict entity F1 (text, type) from `t2g.task.scoring`, in [0, 1]; an empty prediction for an
     empty gold graph is 1.0; no usable graph is 0.0 (even when the gold graph is empty)."""
     return a.score.entity.f1 if a.score is not None else 0.0
 
 
 def relation_f1(a: Analysis) -> float:
-    """Strict relation F1 (head, head type, type, tail, tail type) from `t2g.scoring`, in [0, 1];
+    """Strict relation F1 (head, head type, type, tail, tail type) from `t2g.task.scoring`, in [0, 1];
     empty vs empty is 1.0; no usable graph is 0.0."""
     return a.score.relation.f1 if a.score is not None else 0.0
 

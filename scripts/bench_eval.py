@@ -7,7 +7,7 @@
     python scripts/bench_eval.py --limit 16 --n_threads 1 --gguf run/export/model-q8_0.gguf --batch_size 16
                                                              # llama.cpp rows only, on an exported GGUF
 
-Every configuration runs through `t2g.evaluate.evaluate` (the code behind `t2g evaluate`) on the same
+Every configuration runs through `t2g.eval.evaluate.evaluate` (the code behind `t2g evaluate`) on the same
 sentences in the same process, one after the other, and the table prints sentences/second with its
 ratio to the HF baseline measured in this run (with --gguf: to llama.cpp one at a time), next to the
 F1s, so that what constrained decoding does to quality is visible beside what it does to speed.
@@ -15,7 +15,7 @@ Model loading is excluded from the timing.
 
 Configurations: hf (transformers, fp32, batched greedy; the baseline), llama.cpp one at a time (the
 Q4_1 GGUF of the same model, llama-cpp-python's own decoding loop), llama.cpp (the same GGUF,
---batch_size sequences decoded together by t2g.llama_batched), llama.cpp + grammar (GBNF from the
+--batch_size sequences decoded together by t2g.infer.llama_batched), llama.cpp + grammar (GBNF from the
 type lists, argmax-first check), and with
 --full_grammar llama.cpp + full grammar (the grammar filters the whole vocabulary at every step).
 HF has no constrained mode: its row says so instead of a number.
@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="first N sentences (default: all)")
     p.add_argument("--max_new_tokens", type=int, default=256)
     p.add_argument("--batch_size", type=int, default=8,
-                   help="sequences decoded together, by HF and by llama.cpp (t2g.llama_batched; its row 'one at a time' is 1)")
+                   help="sequences decoded together, by HF and by llama.cpp (t2g.infer.llama_batched; its row 'one at a time' is 1)")
     p.add_argument("--n_threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
     p.add_argument("--gguf", default=None,
                    help="the llama.cpp rows run this GGUF (e.g. a t2g export, q8_0) instead of SmolLM2's Q4_1; no HF row")
@@ -79,7 +79,7 @@ def configurations(args: argparse.Namespace) -> list[tuple[str, dict]]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from t2g.evaluate import evaluate
+    from t2g.eval.evaluate import evaluate
 
     if not Path(args.data).is_file():
         sys.exit(f"bench_eval: {args.data} not found; pass --data (CoNLL04 lives in ../shared/data/conll04/)")
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def print_agreement(out_root: Path, first: str, second: str) -> None:
     """Batched greedy decoding can differ from one-at-a-time in a near tie (other float summation order)."""
-    from t2g.data import iter_jsonl
+    from t2g.data.canonical import iter_jsonl
 
     def completions(name: str) -> list[str]:
         return [row["completion"] for _, _, row in iter_jsonl(out_root / folder(name) / "predictions.jsonl")]

@@ -1,6 +1,6 @@
 """Benchmark: extraction throughput and F1 of HF fp32 vs GGUF q8_0 vs GGUF q4_k_m, in one run.
 
-The same CoNLL04 sentences go through each runtime via `t2g.inference` (greedy, same prompt,
+The same CoNLL04 sentences go through each runtime via `t2g.infer.extractor` (greedy, same prompt,
 same parser, same scorer); speed is generated tokens per second (each runtime's own tokenizer
 counts its completions: greedy answers can differ in length between runtimes, so texts/s alone
 is not like-for-like), reported as a ratio to the HF fp32 baseline measured in this same run, on
@@ -26,10 +26,10 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "conll04" / "test.json"
 
 def _ggufs(model: str, work: Path, quants: list[str], base_model: str | None) -> tuple[str, dict[str, Path]]:
     """(HF model to compare against, {quant: gguf}) for `model` (smollm2, HF folder, adapter or run)."""
-    from t2g.export.llamacpp import find_llama_cpp
+    from t2g.export.llama_cpp import find_llama_cpp
     from t2g.export.merge import merge_to_hf
-    from t2g.export.stage import run_adapter, run_base_model, write_ggufs
-    from t2g.inference import resolve_model
+    from t2g.export.pipeline import run_adapter, run_base_model, write_ggufs
+    from t2g.infer.extractor import resolve_model
 
     run = Path(model)
     if run.is_dir() and run_adapter(run) is not None:  # a training run: its final adapter, as t2g export takes it
@@ -46,8 +46,8 @@ def main(model: str = "smollm2", data: str = str(DEFAULT_DATA), limit: int = 20,
          threads: int = 0, quants: str = "q8_0,q4_k_m", out: str | None = None, base_model: str | None = None) -> None:
     import torch
 
-    from t2g.data import load_examples
-    from t2g.parity import run_side
+    from t2g.data.load import load_examples
+    from t2g.export.parity import run_side
 
     threads = threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
@@ -71,7 +71,7 @@ def main(model: str = "smollm2", data: str = str(DEFAULT_DATA), limit: int = 20,
     result = {"model": model, "data": data, "n": len(examples), "max_new_tokens": max_new_tokens, "threads": threads, "rows": rows}
     _print_table(result)
     if out:
-        from t2g.io import write_json_atomic
+        from t2g.files import write_json_atomic
 
         write_json_atomic(out, result)
 

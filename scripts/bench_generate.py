@@ -28,9 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from t2g.data import read_jsonl, example_dataset_path  # noqa: E402
-from t2g.generate import GenerateConfig, generate  # noqa: E402
-from t2g.openai_client import OpenAIChatClient  # noqa: E402
+from t2g.data.canonical import read_jsonl  # noqa: E402
+from t2g.data.load import example_dataset_path
+from t2g.synth.generate import GenerateConfig, generate  # noqa: E402
+from t2g.infer.openai_client import OpenAIChatClient  # noqa: E402
 
 
 def run_once(base_url: str, model: str, texts: Path, out_dir: Path, concurrency: int, args) -> tuple[float, dict]:
@@ -89,7 +90,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from servers import llama_server  # the same bounded, always-stopped launcher as the tests
 
-    from t2g.assets import AssetError, smollm2_gguf_path
+    from t2g.models.offline import AssetError, smollm2_gguf_path
 
     try:
         gguf = smollm2_gguf_path()

@@ -10,7 +10,7 @@ data, seed and GRPOConfig numbers) alternate for --rounds rounds in one process.
 time is taken between consecutive on_step_end callbacks (so logging and callbacks count); the
 first --warmup steps of each run are dropped. Prints the ratio kit / plain twice: from the pooled
 medians, and from the best of the rounds per step (robust to other processes on a shared machine).
-Both sides route TRL's Triton-only fused LM head to torch on CPU (t2g.cpu_compat): plain TRL 1.15
+Both sides route TRL's Triton-only fused LM head to torch on CPU (t2g.train.trl_without_gpu): plain TRL 1.15
 cannot train on CPU without it.
 
 GPU section (only when CUDA is present): the recipe's GRPO stage with --backend=unsloth and with
@@ -55,7 +55,7 @@ def step_timer():
 
 
 def recipe_config(args: dict, out: Path):
-    from t2g.config import from_flags
+    from t2g.train.config import from_flags
     from recipes_loader import load_recipe_config
 
     cls = load_recipe_config()
@@ -65,7 +65,7 @@ def recipe_config(args: dict, out: Path):
 
 
 def run_kit(cfg) -> list[float]:
-    from t2g import train
+    from t2g.train import pipeline as train
 
     timer = step_timer()
     session = train.start(cfg)
@@ -83,10 +83,10 @@ def run_plain(cfg) -> list[float]:
     from trl import GRPOConfig, GRPOTrainer
 
     import rewards
-    from t2g.config import resolved_weights
-    from t2g.cpu_compat import patch_trl_fused_lm_head
-    from t2g.models import resolve_model_name
-    from t2g.train import grpo_rows, load_data
+    from t2g.train.config import resolved_weights
+    from t2g.train.trl_without_gpu import patch_trl_fused_lm_head
+    from t2g.models.names import resolve_model_name
+    from t2g.train.session import grpo_rows, load_data
 
     if not torch.cuda.is_available():
         patch_trl_fused_lm_head()

@@ -11,8 +11,8 @@ SmolLM2-135M-Instruct on CPU, four rows, all evaluated on CoNLL04 test through t
 Model selection: every training stage checkpoints every --select_every steps; each checkpoint is
 exported (t2g.export.export_model) and evaluated on a CoNLL04 dev subset; the one with the best
 strict relation F1 (then entity F1, then the later step) is the stage's model. HF vs GGUF agreement
-is the export's parity check (t2g.parity.check_parity) on a test subset. The driver is thin: training
-is t2g.train (start/sft/grpo/finish), export is t2g.export, evaluation is t2g.evaluate.
+is the export's parity check (t2g.export.parity.check_parity) on a test subset. The driver is thin: training
+is t2g.train (start/sft/grpo/finish), export is t2g.export, evaluation is t2g.eval.evaluate.
 
     python scripts/bench_quality.py --out bench/full --docs docs/results.md --img_dir docs/img   # all stages in turn, one process
     # docs/results.md's run instead: --train_only SFT on both cores, then two one-core processes (~90 min on a 2-core Xeon with AMX)
@@ -45,9 +45,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import rewards  # noqa: E402  (light)
-from t2g import allocator, cpu  # noqa: E402  (light)
-from t2g.config import TrainConfig, validate  # noqa: E402
-from t2g.io import write_json_atomic, write_text_atomic  # noqa: E402
+from t2g.train import malloc as allocator
+from t2g.train import cpu_features as cpu  # noqa: E402  (light)
+from t2g.train.config import TrainConfig, validate  # noqa: E402
+from t2g.files import write_json_atomic, write_text_atomic  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "conll04"
 ROWS = ("base", "sft", "grpo", "grpo_ref")
@@ -114,15 +115,15 @@ def run_stage(out: Path, name: str, fn: Callable[[Path], dict]) -> dict:
     return info
 
 
-# Sentences decoded together by llama.cpp (t2g.llama_batched), in about half the time on one core
+# Sentences decoded together by llama.cpp (t2g.infer.llama_batched), in about half the time on one core
 # (scripts/bench_eval.py --gguf measures it). Greedy: the same completions as one at a time except at
 # near-ties, where another float summation order can flip a token (docs/results.md counts them).
 EVAL_BATCH = 16
-BOOTSTRAP_RESAMPLES = 1000  # t2g.compare: intervals to about a tenth of a point
+BOOTSTRAP_RESAMPLES = 1000  # t2g.eval.compare: intervals to about a tenth of a point
 
 
 def evaluate_gguf(gguf: Path, data: Path, out: Path, limit: int, sizes: Sizes) -> dict:
-    from t2g.evaluate import evaluate
+    from t2g.eval.evaluate import evaluate
 
     report = evaluate(str(gguf), str(data), str(out), limit=limit or None, backend="llama.cpp",
                       max_new_tokens=sizes.max_new_tokens, batch_size=EVAL_BATCH, progress=False)
@@ -145,7 +146,7 @@ def summarize(report: dict) -> dict:
 
 def export_gguf(model: Path, out: Path, base: str) -> Path:
     """The kit's export (adapter merged on its base, llama.cpp's converter, q8_0); no parity here."""
-    from t2g.export import export_model
+    from t2g.export.pipeline import export_model
 
     manifest = export_model(str(model), out, quant="q8_0", base_model=base, hf=False, name=model.name, parity_limit=0)
     return out / manifest["ggufs"][0]
@@ -153,8 +154,8 @@ def export_gguf(model: Path, out: Path, base: str) -> Path:
 
 def parity(hf_model: str, gguf: Path, out: Path, sizes: Sizes, base: str | None) -> dict:
     """The export's parity check on the first test sentences (warn, recorded, never silent)."""
-    from t2g.data import load_examples
-    from t2g.parity import check_parity
+    from t2g.data.load import load_examples
+    from t2g.export.parity import check_parity
 
     examples = load_examples(str(DATA / "test.json"))[: sizes.parity_limit]
     report = check_parity(hf_model, gguf, examples, out / "parity.json", on_fail="warn",
@@ -165,7 +166,7 @@ def parity(hf_model: str, gguf: Path, out: Path, sizes: Sizes, base: str | None)
 
 
 def base_stage(folder: Path, sizes: Sizes) -> dict:
-    from t2g.assets import smollm2_hf_dir
+    from t2g.models.offline import smollm2_hf_dir
 
     base = str(smollm2_hf_dir())
     started = time.perf_counter()
@@ -183,8 +184,8 @@ def base_stage(folder: Path, sizes: Sizes) -> dict:
 def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: dict[str, float] | None = None,
                  dtype: str = "auto") -> TrainConfig:
     """SmolLM2-135M on CPU: LoRA through the hf backend (4-bit on CPU only costs time); dtype auto is bf16
-    autocast on AMX / AVX512-BF16 cores (faster than fp32 there) and fp32 elsewhere (t2g.cpu)."""
-    from t2g.assets import smollm2_hf_dir
+    autocast on AMX / AVX512-BF16 cores (faster than fp32 there) and fp32 elsewhere (t2g.train.cpu_features)."""
+    from t2g.models.offline import smollm2_hf_dir
 
     every = sizes.select_every if stage == "sft" else sizes.grpo_select_every
     cfg = replace(
@@ -237,7 +238,8 @@ def train_only(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict 
     """Train (or resume, or find finished) the stage's run in <folder>/run. Every invocation that trained
     appends its wall seconds and core count to <folder>/training.json (in_stage=False: a --train_only
     invocation, whose time the stage's wall time adds)."""
-    from t2g import train
+    from t2g.train import pipeline as train
+    from t2g.train.session import ensure_model
 
     cfg = train_config(folder / "run", sizes, seed, stage, weights, dtype)
     session = train.start(cfg)
@@ -245,7 +247,7 @@ def train_only(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict 
     trains = not (done and done["steps"] >= (cfg.sft_max_steps if stage == "sft" else cfg.grpo_max_steps))
     started = time.perf_counter()
     if trains and start_adapter is not None:  # GRPO starts from the selected SFT checkpoint, not a fresh LoRA
-        train.ensure_model(session, adapter=start_adapter)
+        ensure_model(session, adapter=start_adapter)
     getattr(train, stage)(session)  # when finished earlier, this only records the stage in the session
     record = folder / "training.json"
     runs = json.loads(record.read_text())["runs"] if record.is_file() else []
@@ -258,7 +260,7 @@ def train_only(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict 
 
 def train_stage(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict | None, start_adapter: Path | None,
                 dtype: str) -> dict:
-    from t2g import train
+    from t2g.train import pipeline as train
 
     session, runs = train_only(folder, sizes, seed, stage, weights, start_adapter, dtype, in_stage=True)
     summary = train.finish(session)
@@ -283,8 +285,8 @@ def train_stage(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict
 
 
 def grpo_weights(cfg: TrainConfig) -> dict[str, float]:
-    """The rewards GRPO actually trained on, by name (as t2g.grpo builds them)."""
-    from t2g.config import resolved_weights
+    """The rewards GRPO actually trained on, by name (as t2g.train.grpo builds them)."""
+    from t2g.train.config import resolved_weights
 
     funcs, weights = rewards.build(resolved_weights(cfg), reasoning=cfg.reasoning)
     return {f.__name__: w for f, w in zip(funcs, weights)}
@@ -312,7 +314,7 @@ def hardware() -> dict:
 
 
 def versions() -> dict:
-    from t2g.runs import package_versions
+    from t2g.train.runs import package_versions
 
     out = package_versions()
     from importlib import metadata
@@ -342,7 +344,7 @@ def render(results: dict) -> str:
         lines.append(f"| {ROW_LABEL[key]} | {_pct(t['entity_f1'])} | {_pct(t['relation_f1'])} | "
                      f"{_pct(t['relation_boundaries_f1'])} | {_pct(t['json_valid_rate'])} | {_pct(t['out_of_schema_rate'])} | "
                      f"{_pct(t['hallucinated_span_rate'])} | {steps} | {r['timing']['stage_wall_s'] / 60:.1f} min |")
-    lines += ["", "All numbers are micro-averaged percentages from `t2g.scoring` (strict: text and type of every "
+    lines += ["", "All numbers are micro-averaged percentages from `t2g.task.scoring` (strict: text and type of every "
               "entity; head, tail, relation type and both endpoint types of every relation). Out-of-schema is over "
               "predicted entities + relations, hallucinated spans over predicted entities.", "",
               f"### Dev subset ({rows['base']['dev']['n']} sentences): model selection", "",
@@ -439,7 +441,7 @@ def grpo_diagnostics(rows: dict) -> dict:
 def plot_curves(rows: dict, img_dir: Path, link_base: Path) -> list[str]:
     from matplotlib.figure import Figure
 
-    from t2g.io import atomic_open
+    from t2g.files import atomic_open
 
     img_dir.mkdir(parents=True, exist_ok=True)
     runs = {key: Path(rows[key]["run_dir"]) for key in ("grpo", "grpo_ref")}
@@ -480,11 +482,11 @@ def verdict(rows: dict) -> dict:
 
 
 def significance(out: Path) -> dict:
-    """GRPO minus SFT on test with a paired bootstrap interval (t2g.compare): is the difference more
+    """GRPO minus SFT on test with a paired bootstrap interval (t2g.eval.compare): is the difference more
     than which sentences the test set happens to hold, and near-tie flips, would give?"""
-    from t2g.compare import paired_bootstrap
-    from t2g.data import load_examples
-    from t2g.predictions import read_predictions
+    from t2g.eval.compare import paired_bootstrap
+    from t2g.data.load import load_examples
+    from t2g.eval.predictions import read_predictions
 
     gold = load_examples(out / "sft" / "test" / "gold.jsonl")
     preds = {k: read_predictions(out / k / "test" / "predictions.jsonl") for k in ("sft", "grpo", "grpo_ref")}
@@ -565,9 +567,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
                         help="training compute dtype; auto: bf16 autocast on AMX/AVX512-BF16 cores (the docs' run), fp32 "
-                             "elsewhere, where bf16 is emulated and many times slower (t2g.cpu)")
+                             "elsewhere, where bf16 is emulated and many times slower (t2g.train.cpu_features)")
     parser.add_argument("--allocator", default="mimalloc", choices=allocator.ALLOCATORS,
-                        help="malloc for this process, which restarts under it (t2g.allocator; mimalloc comes with the "
+                        help="malloc for this process, which restarts under it (t2g.train.malloc; mimalloc comes with the "
                              "cpu extra). Training is bit-identical under both; scripts/bench_sft_cpu.py measured "
                              "mimalloc's SFT steps faster and its peak memory lower (docs/results.md)")
     parser.add_argument("--docs", default=None, help="Markdown file whose generated section is replaced (docs/results.md)")

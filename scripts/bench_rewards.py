@@ -35,9 +35,10 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import rewards  # noqa: E402
-from t2g.data import Example, load_examples  # noqa: E402
-from t2g.prompts import render_target  # noqa: E402
-from t2g.schema import Graph  # noqa: E402
+from t2g.data.canonical import Example  # noqa: E402
+from t2g.data.load import load_examples
+from t2g.task.prompts import render_target  # noqa: E402
+from t2g.task.schema import Graph  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll04" / "test.json"
 MAX_COMPLETION_LENGTH = 256  # tokens; ~4 characters a token for the fake completion_ids

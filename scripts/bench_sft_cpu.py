@@ -5,10 +5,10 @@
 
 Each arm trains the quality benchmark's SFT (scripts/bench_quality.py: SmolLM2-135M-Instruct, LoRA,
 CoNLL04 train with its type-augmented copies, batch 4, seed 42) for --steps steps in a fresh process
-of its own: an allocator is chosen at process start (t2g.allocator), and a process's heap carries its
+of its own: an allocator is chosen at process start (t2g.train.malloc), and a process's heap carries its
 history. Every arm runs on the same cores, and the seed fixes the batches, so every arm trains on
 the same sequences. An arm is `allocator/dtype`; dtype `auto` is bf16 on cores with AMX or AVX512-BF16
-and fp32 elsewhere (t2g.cpu).
+and fp32 elsewhere (t2g.train.cpu_features).
 
 Printed per arm: the first step (warm-up) apart, then the mean seconds a step over the first and the
 last quarter of the remaining steps and over all of them, the resident memory at the end and at its
@@ -34,7 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from t2g import allocator, cpu  # noqa: E402  (light: no torch)
+from t2g.train import malloc as allocator
+from t2g.train import cpu_features as cpu  # noqa: E402  (light: no torch)
 
 DTYPES = ("auto", "fp32", "bf16")
 
@@ -51,8 +52,8 @@ def worker(args: argparse.Namespace) -> None:
     from bench_quality import FULL, set_threads, train_config
 
     set_threads(args.threads, args.first_core)
-    from t2g import train
-    from t2g.io import write_json_atomic
+    from t2g.train import pipeline as train
+    from t2g.files import write_json_atomic
 
     out = Path(args.out)
     sizes = replace(FULL, sft_steps=args.steps, select_every=args.steps)

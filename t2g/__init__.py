@@ -3,10 +3,10 @@
 Light at import time: nothing here imports torch, transformers or unsloth.
 """
 
-from t2g.parsing import ParseResult, parse_completion
-from t2g.prompts import PROMPT_VERSION, build_messages, render_target
-from t2g.schema import Entity, Graph, Relation, normalize, validate_graph
-from t2g.scoring import score_corpus, score_example
+from t2g.task.parsing import ParseResult, parse_completion
+from t2g.task.prompts import PROMPT_VERSION, build_messages, render_target
+from t2g.task.schema import Entity, Graph, Relation, normalize, validate_graph
+from t2g.task.scoring import score_corpus, score_example
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,8 @@ def convert(input: str, output: str, format: str = "auto", label_map: str = "aut
 
     Example: t2g convert --format spert --input ../shared/data/conll04/test.json --output test.jsonl
     """
-    from t2g.data import DataError, load_examples, write_jsonl
+    from t2g.data.canonical import DataError, write_jsonl
+    from t2g.data.load import load_examples
 
     input, output = _text(input, "--input"), _text(output, "--output")
     format, label_map = _text(format, "--format", "auto"), _text(label_map, "--label_map", "none")
@@ -28,8 +29,8 @@ def score(gold: str, pred: str) -> None:
 
     Example: t2g score --gold test.jsonl --pred predictions.jsonl
     """
-    from t2g.data import load_examples
-    from t2g.predictions import read_predictions, score_predictions
+    from t2g.data.load import load_examples
+    from t2g.eval.predictions import read_predictions, score_predictions
 
     gold, pred = _text(gold, "--gold"), _text(pred, "--pred")
     report = score_predictions(load_examples(gold), read_predictions(pred), source=pred)
@@ -42,9 +43,10 @@ def compare(gold: str, pred_a: str, pred_b: str, resamples: int = 1000, seed: in
 
     Example: t2g compare --gold test.jsonl --pred_a sft/predictions.jsonl --pred_b grpo/predictions.jsonl
     """
-    from t2g.compare import paired_bootstrap
-    from t2g.data import DataError, load_examples
-    from t2g.predictions import read_predictions
+    from t2g.eval.compare import paired_bootstrap
+    from t2g.data.canonical import DataError
+    from t2g.data.load import load_examples
+    from t2g.eval.predictions import read_predictions
 
     gold, pred_a, pred_b = _text(gold, "--gold"), _text(pred_a, "--pred_a"), _text(pred_b, "--pred_b")
     if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
@@ -58,7 +60,7 @@ def compare(gold: str, pred_a: str, pred_b: str, resamples: int = 1000, seed: in
 
 def _text(value, flag: str, if_none: str | None = None) -> str:
     """A string flag as given: Fire turns `None`, `1` or `true` into Python values; turn them back."""
-    from t2g.data import DataError
+    from t2g.data.canonical import DataError
 
     if value is None and if_none is not None:
         return if_none
@@ -69,7 +71,7 @@ def _text(value, flag: str, if_none: str | None = None) -> str:
 
 def _type_names(value, flag: str) -> list[str] | None:
     """`a,b` (Fire may hand over a tuple) -> ["a", "b"]; None stays None (open extraction)."""
-    from t2g.data import DataError
+    from t2g.data.canonical import DataError
 
     if value is None:
         return None
@@ -91,7 +93,7 @@ def generate(input: str, output: str, base_url: str, model: str, entity_types=No
              max_types: int = 30, reasoning_model: str | None = None, reasoning_base_url: str | None = None,
              trace_max_tokens: int = 2048, require_trace: bool = False, augment_copies: int = 1,
              empty_target_prob: float = 0.1, seed: int = 0, progress: bool = True) -> None:
-    """Make training data with a teacher model behind any OpenAI-compatible endpoint (see t2g/generate.py).
+    """Make training data with a teacher model behind any OpenAI-compatible endpoint (see t2g/synth/generate.py).
 
     Input: a .txt (one text per line; --txt_split=paragraphs for blank-line separated paragraphs),
     a .jsonl with a `text` field, a datasets save_to_disk folder, or hf:owner/name. Without
@@ -101,7 +103,7 @@ def generate(input: str, output: str, base_url: str, model: str, entity_types=No
     Example: t2g generate --input texts.txt --output data.jsonl --base_url http://127.0.0.1:8000/v1
              --model teacher --entity_types person,organization --relation_types "works for"
     """
-    from t2g.generate import GenerateConfig, generate as run
+    from t2g.synth.generate import GenerateConfig, generate as run
 
     options = dict(locals())
     for name in ("input", "output", "base_url", "model", "structured", "text_field", "id_field", "txt_split",
@@ -131,7 +133,7 @@ def export(model: str, out: str | None = None, quant: str = "q8_0", base_model: 
     """
     from pathlib import Path
 
-    from t2g.export import export_model
+    from t2g.export.pipeline import export_model
 
     target = Path(out) if out else (Path(model) / "export" if Path(model).is_dir() else Path("export"))
     with _export_errors():
@@ -151,7 +153,7 @@ def fetch_llama_cpp(sdist: str | None = None, version: str | None = None, dest: 
     with --sdist it uses that .tar.gz. Nothing is compiled; an existing copy is kept unless --force.
     Example: t2g fetch-llama-cpp
     """
-    from t2g.export.llamacpp import DEFAULT_SDIST_VERSION, fetch_llama_cpp as fetch
+    from t2g.export.llama_cpp import DEFAULT_SDIST_VERSION, fetch_llama_cpp as fetch
 
     with _export_errors():
         found = fetch(sdist=sdist, version=version or DEFAULT_SDIST_VERSION, dest=dest, force=force)
@@ -167,10 +169,11 @@ class _export_errors:
     def __exit__(self, kind, exc, tb):
         import subprocess
 
-        from t2g.export import ExportError, LlamaCppNotFound
+        from t2g.export.gguf import ExportError
+        from t2g.export.llama_cpp import LlamaCppNotFound
         from t2g.export.merge import MergeError
-        from t2g.modelfile import ModelfileError
-        from t2g.parity import ParityError
+        from t2g.export.modelfile import ModelfileError
+        from t2g.export.parity import ParityError
 
         if isinstance(exc, (ExportError, LlamaCppNotFound, MergeError, ModelfileError, ParityError, ValueError,
                             subprocess.CalledProcessError)):
@@ -199,7 +202,7 @@ def extract(text=None, entity_types=None, relation_types=None, input=None, outpu
     "relation_types"?, "type_descriptions"?}; the type flags are the default for rows without their own.
     Output rows: {"id", "graph" (null when none), "error", "detail", "completion"}.
     """
-    from t2g import extract_cli
+    from t2g.infer import extract_command as extract_cli
 
     flags = {name: value for name, value in locals().items() if name in _BACKEND_FLAGS}
     with _inference_errors():
@@ -221,7 +224,7 @@ def evaluate(model: str, data: str, out: str, limit=None, backend: str = "auto",
     --constrained: decode under the type lists (llama.cpp: GBNF grammar; openai: JSON schema, see --schema_style).
     `t2g score --gold DIR/gold.jsonl --pred DIR/predictions.jsonl` reproduces the report's P/R/F1.
     """
-    from t2g.evaluate import evaluate as run_evaluation
+    from t2g.eval.evaluate import evaluate as run_evaluation
 
     flags = {name: value for name, value in locals().items() if name in _BACKEND_FLAGS}
     with _inference_errors():
@@ -242,8 +245,8 @@ class _inference_errors:
         return self
 
     def __exit__(self, kind, exc, tb):
-        from t2g.assets import AssetError
-        from t2g.backends import BackendError
+        from t2g.models.offline import AssetError
+        from t2g.infer.backends import BackendError
 
         if isinstance(exc, (BackendError, AssetError, ValueError)) and not isinstance(exc, _data_error()):
             print(f"t2g: error: {exc}", file=sys.stderr)
@@ -252,7 +255,7 @@ class _inference_errors:
 
 
 def _data_error():
-    from t2g.data import DataError
+    from t2g.data.canonical import DataError
 
     return DataError
 
@@ -266,7 +269,7 @@ COMMANDS.update({"extract": extract, "evaluate": evaluate})
 def main(argv: list[str] | None = None) -> None:
     import fire
 
-    from t2g.data import DataError
+    from t2g.data.canonical import DataError
 
     try:
         fire.Fire(COMMANDS, command=argv, name="t2g")

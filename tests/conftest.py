@@ -37,14 +37,14 @@ def conll04_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from t2g.assets import build_tiny_model
+    from t2g.models.offline import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
-    from t2g.assets import AssetError, smollm2_gguf_path
+    from t2g.models.offline import AssetError, smollm2_gguf_path
 
     try:
         return smollm2_gguf_path()
@@ -54,6 +54,6 @@ def smollm2_gguf() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_hf_dir(smollm2_gguf) -> Path:
-    from t2g.assets import smollm2_hf_dir as build
+    from t2g.models.offline import smollm2_hf_dir as build
 
     return build()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from t2g.prompts import PROMPT_VERSION, SYSTEM_PROMPT, user_message
+from t2g.task.prompts import PROMPT_VERSION, SYSTEM_PROMPT, user_message
 
 
 def _parity_lines(parity: dict[str, Any] | None) -> list[str]:
@@ -59,7 +59,7 @@ def render_card(name: str, source: str, ggufs: Sequence[str], has_modelfile: boo
         "## Use", "",
         "```bash",
         "ollama create t2g -f Modelfile",
-        f"python -c \"from t2g.inference import extract; print(extract(['Tim Cook leads Apple.'], ['person', 'organization'], ['works for'], model='{first}'))\"",
+        f"python -c \"from t2g.infer.extractor import extract; print(extract(['Tim Cook leads Apple.'], ['person', 'organization'], ['works for'], model='{first}'))\"",
         "```", "",
         "## Parity", "", *_parity_lines(parity), "",
     ])

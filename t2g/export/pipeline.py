@@ -1,0 +1,280 @@
+"""The export stage: model (run dir, adapter, merged folder) -> merged HF, GGUFs, Modelfile, parity, card.
+
+    <out>/hf/                   merged 16-bit HF weights (when the source has an adapter and hf=True)
+    <out>/adapter/              the adapter alone (adapter_only=True)
+    <out>/<name>-<quant>.gguf   one per --quant; k-quants are made from a 16-bit GGUF
+    <out>/Modelfile             Ollama recipe for the first GGUF
+    <out>/parity.json           HF vs the first GGUF on the same prompts
+    <out>/README.md             model card: files and prompt contract
+    <out>/export.json           written last: what was made and how (llama.cpp used, checks passed)
+
+Every file appears complete or not at all (written under a hidden `.tmp` name, then renamed).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from t2g.export.gguf import CONVERTER_TYPES, ExportError, convert_hf_to_gguf, gguf_tokenize, normalize_type, quantize_gguf
+from t2g.export.llama_cpp import LlamaCpp, find_llama_cpp
+from t2g.files import write_json_atomic, write_text_atomic
+from t2g.task.prompts import PROMPT_VERSION
+
+
+def _as_list(quant: str | Sequence[str] | None) -> list[str]:
+    if quant is None or quant == "" or quant == ():
+        return []
+    items = quant.split(",") if isinstance(quant, str) else list(quant)
+    out: list[str] = []
+    for q in items:
+        key = normalize_type(str(q))
+        if key not in out:
+            out.append(key)
+    return out
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "model"
+
+
+def _default_name(model: str) -> str:
+    path = Path(model)
+    if path.name in ("adapter", "final", "merged", "hf"):
+        path = path.parent
+    return _safe_name(path.name or str(model))
+
+
+def _intermediate_type(hf_dir: Path) -> str:
+    """The 16-bit GGUF a k-quant is made from: bf16 for bf16 weights (no f16 overflow), else f16."""
+    import json
+
+    config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+    dtype = str(config.get("torch_dtype") or config.get("dtype") or "")
+    return "bf16" if "bfloat16" in dtype else "f16"
+
+
+def write_ggufs(hf_dir: Path, out: Path, name: str, quants: Sequence[str], llama_cpp: LlamaCpp,
+                pretokenizer: str = "auto") -> tuple[list[Path], str | None, str | None]:
+    """All requested GGUFs (in request order), the pre-tokenizer name assumed and the tokenizer repair, if any."""
+    paths: dict[str, Path] = {}
+    fallback = None
+    repairs: set[str | None] = set()
+    for q in [q for q in quants if q in CONVERTER_TYPES]:
+        result = convert_hf_to_gguf(hf_dir, out / f"{name}-{q}.gguf", q, llama_cpp, pretokenizer)
+        paths[q], fallback = result.path, result.pretokenizer_fallback or fallback
+        repairs.add(result.tokenizer_repair)
+    kquants = [q for q in quants if q not in CONVERTER_TYPES]
+    if kquants:
+        base_type = _intermediate_type(hf_dir)
+        # Quantize from the most precise GGUF already made; convert a 16-bit one only if none was asked for.
+        base = next((paths[t] for t in ("f32", base_type, "f16", "bf16") if t in paths), None)
+        temporary = base is None
+        if temporary:
+            result = convert_hf_to_gguf(hf_dir, out / f".{name}-{base_type}.intermediate", base_type, llama_cpp, pretokenizer)
+            base, fallback = result.path, result.pretokenizer_fallback or fallback
+            repairs.add(result.tokenizer_repair)
+        try:
+            for q in kquants:
+                paths[q] = quantize_gguf(base, out / f"{name}-{q}.gguf", q, llama_cpp)
+        finally:
+            if temporary:
+                base.unlink(missing_ok=True)
+    return [paths[q] for q in quants], fallback, next((r for r in repairs if r), None)
+
+
+def check_tokenization(gguf: Path, tokenizer) -> dict[str, Any]:
+    """llama.cpp must tokenize the rendered prompts exactly as HF does (else: wrong pre-tokenizer)."""
+    import importlib.util
+
+    from t2g.export.modelfile import sample_conversations
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return {"checked": False, "why": "llama-cpp-python is not installed"}
+    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in sample_conversations()]
+    texts += ["Don't split 12345 or 3.14 wrongly:  double  spaces,\ttabs, ünïcödé, 東京 and emoji 🚀."]
+    ours = gguf_tokenize(gguf, texts)
+    for text, ids in zip(texts, ours):
+        expected = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if ids != expected:
+            raise ExportError(
+                f"{gguf.name}: llama.cpp tokenizes differently from the HF tokenizer (first difference at token "
+                f"{next((i for i, (a, b) in enumerate(zip(ids, expected)) if a != b), min(len(ids), len(expected)))} "
+                f"of {text[:60]!r}...): the GGUF's pre-tokenizer is wrong. Pass the right one with --pretokenizer=NAME "
+                "(llama.cpp's name, e.g. qwen2, llama-bpe, smollm)."
+            )
+    return {"checked": True, "texts": len(texts), "identical": True}
+
+
+def _eos_ids(hf_dir: Path) -> list[int]:
+    import json
+
+    path = hf_dir / "generation_config.json"
+    if not path.is_file():
+        return []
+    eos = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
+    return [eos] if isinstance(eos, int) else list(eos or [])
+
+
+def _num_ctx(hf_dir: Path) -> int | None:
+    import json
+
+    n = json.loads((hf_dir / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings")
+    return min(int(n), 8192) if n else None
+
+
+def export_model(
+    model: str,
+    out_dir: str | Path,
+    *,
+    quant: str | Sequence[str] = ("q8_0",),
+    base_model: str | None = None,
+    llama_cpp: str | None = None,
+    pretokenizer: str = "auto",
+    hf: bool = True,
+    merged_dtype: str = "bf16",
+    adapter_only: bool = False,
+    name: str | None = None,
+    parity_data: str = "examples",
+    parity_limit: int = 20,
+    parity_threshold: float = 0.05,
+    on_parity_fail: str = "fail",
+    parity_max_new_tokens: int = 256,
+) -> dict[str, Any]:
+    """Export `model` into `out_dir`; returns (and writes as export.json) what was made."""
+    from t2g.export.merge import copy_adapter, load_tokenizer, merge_to_hf
+    from t2g.infer.extractor import resolve_model
+
+    out = Path(out_dir)
+    quants = _as_list(quant)
+    requested, run_dir = model, Path(model)
+    if run_dir.is_dir() and run_adapter(run_dir) is not None:  # a training run: its final adapter on its base
+        base_model = base_model or run_base_model(run_dir)
+        name = name or run_dir.name
+        model = str(run_adapter(run_dir))
+    spec = resolve_model(model, "hf", base_model=base_model)
+    if spec.gguf_file:
+        raise ExportError(f"--model={model} is already a GGUF; export starts from an HF folder, adapter or run directory")
+    name = _safe_name(name) if name else _default_name(model)
+    manifest: dict[str, Any] = {"model": requested, "base": spec.path, "adapter": spec.adapter, "prompt_version": PROMPT_VERSION,
+                                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if adapter_only:  # the adapter alone: no merge, no GGUF (llama.cpp would need the base as GGUF too)
+        if not spec.adapter:
+            raise ExportError(f"--adapter_only: {model} has no LoRA adapter (it is a full model)")
+        copy_adapter(spec.adapter, out / "adapter")
+        manifest["adapter_dir"] = "adapter"
+        quants = []
+    lc = find_llama_cpp(llama_cpp) if quants else None  # fail fast, before the (slow) merge
+    if quants or (hf and spec.adapter and not adapter_only):
+        hf_dir = _hf_source(spec, out, hf and not adapter_only, merged_dtype, merge_to_hf)
+        try:
+            manifest.update(_gguf_outputs(hf_dir, out, name, quants, lc, pretokenizer, load_tokenizer(spec.path, spec.adapter)))
+            if manifest.get("ggufs") and parity_limit > 0:
+                # The parity reference is exactly what was exported: the adapter on the resolved base.
+                manifest["parity"] = _parity(spec.adapter or spec.path, spec.path if spec.adapter else None, out,
+                                             manifest["ggufs"][0], parity_data, parity_limit,
+                                             parity_threshold, on_parity_fail, parity_max_new_tokens)
+        finally:
+            if hf_dir.name.startswith(".merged"):
+                shutil.rmtree(hf_dir, ignore_errors=True)
+        if hf_dir.parent == out and hf_dir.name == "hf":
+            manifest["hf_dir"] = "hf"
+    _write_card_and_manifest(out, name, requested, manifest)
+    return manifest
+
+
+def _hf_source(spec, out: Path, keep: bool, dtype: str, merge_to_hf) -> Path:
+    """The HF folder to convert: the model itself when it is a plain local folder (nothing to merge),
+    else the adapter merged into its base (kept as `<out>/hf` when `keep`)."""
+    if not spec.adapter and Path(spec.path).is_dir():
+        return Path(spec.path)
+    target = out / "hf" if keep else out / f".merged-{int(time.time())}"
+    print(f"t2g export: {'merging the adapter into' if spec.adapter else 'saving'} {dtype} weights -> {target}", file=sys.stderr)
+    return merge_to_hf(spec.path, spec.adapter, target, dtype)
+
+
+def _gguf_outputs(hf_dir: Path, out: Path, name: str, quants: list[str], lc: LlamaCpp | None, pretokenizer: str,
+                  tokenizer) -> dict[str, Any]:
+    from t2g.export.modelfile import build_modelfile
+
+    if not quants:
+        return {}
+    print(f"t2g export: {', '.join(quants)} with {lc.converter} (from {lc.source})", file=sys.stderr)
+    ggufs, fallback, repair = write_ggufs(hf_dir, out, name, quants, lc, pretokenizer)
+    try:
+        tokenization = check_tokenization(ggufs[0], tokenizer)
+    except ExportError:
+        for path in ggufs:  # complete files, but wrong ones: they must not look like a usable export
+            path.unlink(missing_ok=True)
+        raise
+    modelfile = build_modelfile(tokenizer, ggufs[0].name, _eos_ids(hf_dir), _num_ctx(hf_dir))
+    write_text_atomic(out / "Modelfile", modelfile)
+    return {
+        "ggufs": [g.name for g in ggufs],
+        "llama_cpp": {"root": str(lc.root), "found_by": lc.source},
+        "pretokenizer_fallback": fallback,
+        "tokenizer_repair": repair,
+        "tokenization": tokenization,
+        "modelfile": "Modelfile",
+    }
+
+
+def _parity(model: str, base_model: str | None, out: Path, gguf: str, data: str, limit: int, threshold: float,
+            on_fail: str, max_new_tokens: int) -> dict[str, Any]:
+    from t2g.data.load import load_examples
+    from t2g.export.parity import check_parity
+
+    examples = load_examples(data)[:limit]
+    print(f"t2g export: parity check, {len(examples)} examples, HF vs {gguf}", file=sys.stderr)
+    report = check_parity(model, out / gguf, examples, out / "parity.json", threshold=threshold, on_fail=on_fail,
+                          max_new_tokens=max_new_tokens, base_model=base_model)
+    return {k: report[k] for k in ("passed", "drop", "identical_completion_rate")} | {"file": "parity.json"}
+
+
+def _write_card_and_manifest(out: Path, name: str, model: str, manifest: dict[str, Any]) -> None:
+    import json
+
+    from t2g.export.card import render_card
+
+    parity_path = out / "parity.json"
+    parity = json.loads(parity_path.read_text(encoding="utf-8")) if manifest.get("parity") else None
+    card = render_card(name, model, manifest.get("ggufs", []), "modelfile" in manifest, manifest.get("hf_dir"),
+                       manifest.get("adapter_dir"), parity)
+    write_text_atomic(out / "README.md", card)
+    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_json_atomic(out / "export.json", manifest)
+
+
+def run_base_model(run_dir: Path) -> str | None:
+    """The base model a run trained on, as a loadable name: its config.json `model`, with the
+    training code's aliases (`embedded:smollm2`) resolved the way training resolved them."""
+    import json
+
+    config = run_dir / "config.json"
+    if not config.is_file():
+        return None
+    name = json.loads(config.read_text(encoding="utf-8")).get("model")
+    if not isinstance(name, str) or not name or "model_type" in json.loads(config.read_text(encoding="utf-8")):
+        return None
+    from t2g.models.names import resolve_model_name
+
+    return resolve_model_name(name)
+
+
+def run_adapter(run_dir: Path) -> Path | None:
+    """The run's final adapter, chosen as `t2g.train.runs.write_summary` chooses it: grpo's, else sft's."""
+    for stage in ("grpo", "sft"):
+        adapter = run_dir / stage / "adapter"
+        if (adapter / "adapter_config.json").is_file():
+            return adapter
+    return None
+
+
+def export_run(run_dir: str | Path, quant: str | Sequence[str] = ("q8_0",), parity_limit: int = 8, **options: Any) -> dict[str, Any]:
+    """The recipe's export stage: everything into `<run_dir>/export/` (the run's adapter merged on its base)."""
+    run_dir = Path(run_dir)
+    return export_model(str(run_dir), run_dir / "export", quant=quant, parity_limit=parity_limit, **options)

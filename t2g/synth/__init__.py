@@ -1,0 +1,11 @@
+"""Synthetic training data: a teacher LLM turns raw texts into canonical, filtered, augmented graphs.
+
+May import `t2g.task`, `t2g.data`, `t2g.files` and `t2g.infer.openai_client` (the teacher is an
+OpenAI-compatible endpoint).
+
+    generate.py   `t2g generate`: the pipeline, resumable row by row
+    teacher.py    what the teacher is asked: extraction requests and reasoning traces
+    sources.py    raw input texts (.txt, .jsonl, datasets folders, the hub), each with a stable id
+    inventory.py  the teacher's proposed type names cleaned into one list
+    dedup.py      near-duplicate texts (MinHash + LSH)
+"""

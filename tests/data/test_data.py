@@ -1,0 +1,339 @@
+"""Canonical data, converters (SpERT, open-r1-text2graph), augmentation, atomic writes, shipped examples.
+
+The error table for bad inputs runs through the CLI in test_cli.py; here: the library behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from t2g.data.augment import AugmentConfig, augment, restrict_graph, type_inventory
+from t2g.data.convert import LABEL_MAPS, from_spert, from_text2graph_rows, label_map_inverse, sniff_format
+from t2g.data.canonical import DataError, Example, read_jsonl, write_jsonl
+from t2g.data.load import example_dataset_path, load_examples
+from t2g.files import atomic_open, write_json_atomic, write_jsonl_atomic
+from t2g.task.schema import Graph, normalize, validate_graph
+
+CONLL04 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "conll04"
+needs_conll04 = pytest.mark.skipif(
+    not (CONLL04 / "test.json").is_file(), reason=f"CoNLL04 not found at {CONLL04} (the ../shared checkout is absent)"
+)
+
+
+def row(i="a", **over) -> dict:
+    base = {
+        "id": i,
+        "text": "Tim Cook runs Apple.",
+        "entity_types": ["person", "organization"],
+        "relation_types": ["works for"],
+        "graph": {
+            "entities": [{"text": "Tim Cook", "type": "person"}, {"text": "Apple", "type": "organization"}],
+            "relations": [{"head": "Tim Cook", "tail": "Apple", "type": "works for"}],
+        },
+    }
+    base.update(over)
+    return base
+
+
+def write_rows(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+SPERT = [
+    {"tokens": ["Tim", "Cook", "works", "for", "Apple", "."], "orig_id": 7,
+     "entities": [{"type": "Peop", "start": 0, "end": 2}, {"type": "Org", "start": 4, "end": 5}],
+     "relations": [{"type": "Work_For", "head": 0, "tail": 1}]},
+    {"tokens": ["Nothing", "here", "."], "entities": [], "relations": []},
+]
+
+
+# --- canonical JSONL --------------------------------------------------------------------------
+
+def test_canonical_round_trip(tmp_path):
+    rows = [row("a"), row(2, reasoning="Tim Cook is a person.", type_descriptions={"person": "a human"})]
+    examples = read_jsonl(write_rows(tmp_path / "in.jsonl", rows))
+    assert [e.id for e in examples] == ["a", "2"]  # integer ids become strings
+    assert examples[1].reasoning == "Tim Cook is a person." and examples[1].type_descriptions == {"person": "a human"}
+    assert write_jsonl(tmp_path / "out.jsonl", examples) == 2
+    again = read_jsonl(tmp_path / "out.jsonl")
+    assert [e.to_dict() for e in again] == [e.to_dict() for e in examples]
+    assert again[0].to_dict() == row("a")
+
+
+def test_blank_lines_and_byte_order_mark_are_tolerated(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(row("a")).encode() + b"\n\n  \n" + json.dumps(row("b")).encode() + b"\n")
+    assert [e.id for e in read_jsonl(path)] == ["a", "b"]
+    assert sniff_format(path) == "canonical"
+
+
+def test_sniff_reads_a_long_first_line(tmp_path):
+    path = write_rows(tmp_path / "long.jsonl", [row("a", text="Tim Cook runs Apple. " + "x" * 10_000)])
+    assert sniff_format(path) == "canonical"
+    assert len(load_examples(path)) == 1
+
+
+def test_example_violations_flag_a_bad_gold_graph(tmp_path):
+    bad = row("a", graph={"entities": [{"text": "Steve", "type": "person"}], "relations": []})
+    (ex,) = read_jsonl(write_rows(tmp_path / "x.jsonl", [bad]))
+    assert [v.kind for v in ex.violations()] == ["span_not_in_text"]
+
+
+# --- SpERT ------------------------------------------------------------------------------------
+
+def test_spert_conversion(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(SPERT))
+    assert sniff_format(path) == "spert"
+    a, b = load_examples(path)
+    assert a.id == "tiny-0-7" and b.id == "tiny-1-1"
+    assert a.text == "Tim Cook works for Apple ."
+    assert a.graph.to_dict() == {
+        "entities": [{"text": "Tim Cook", "type": "person"}, {"text": "Apple", "type": "organization"}],
+        "relations": [{"head": "Tim Cook", "tail": "Apple", "type": "work for"}],
+    }
+    # the type lists are the dataset's full inventory (the same for every row), readable names
+    assert a.entity_types == b.entity_types == ["person", "location", "organization", "other"]
+    assert a.relation_types == list(LABEL_MAPS["conll04"]["relations"].values())
+    assert b.graph.is_empty
+
+
+def test_spert_label_map_none_keeps_labels_in_a_stable_order(tmp_path):
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps([{"tokens": ["a", "b", "c"], "entities": [
+        {"type": t, "start": i, "end": i + 1} for i, t in enumerate(["Zeta", "Alpha", "Mid"])],
+        "relations": [{"type": "R2", "head": 0, "tail": 1}, {"type": "R1", "head": 1, "tail": 2}]}]))
+    (ex,) = from_spert(path, label_map="none")
+    assert ex.entity_types == ["Alpha", "Mid", "Zeta"] and ex.relation_types == ["R1", "R2"]
+
+
+def test_spert_label_map_from_a_file(tmp_path):
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps([{"tokens": ["a", "b"], "entities": [{"type": "X", "start": 0, "end": 1}], "relations": []}]))
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"entities": {"X": "thing"}, "relations": {}}))
+    (ex,) = from_spert(path, label_map=str(mapping))
+    assert ex.entity_types == ["thing"] and ex.graph.entities[0].type == "thing"
+
+
+def test_label_map_inverse():
+    inv = label_map_inverse("conll04")
+    assert inv["entities"]["person"] == "Peop" and inv["relations"]["organization based in"] == "OrgBased_In"
+    for name in LABEL_MAPS:
+        for kind in ("entities", "relations"):
+            assert len(set(LABEL_MAPS[name][kind].values())) == len(LABEL_MAPS[name][kind])  # invertible
+
+
+@needs_conll04
+def test_conll04_test_counts_and_grounding():
+    examples = load_examples(CONLL04 / "test.json")
+    assert len(examples) == 288
+    assert sum(len(e.graph.entities) for e in examples) == 1079
+    assert sum(len(e.graph.relations) for e in examples) == 422
+    distinct_e = sum(len({(normalize(x.text), normalize(x.type)) for x in e.graph.entities}) for e in examples)
+    distinct_r = sum(len({(normalize(r.head), normalize(r.type), normalize(r.tail)) for r in e.graph.relations}) for e in examples)
+    assert (distinct_e, distinct_r) == (1059, 407)
+    for e in examples:  # all spans in their texts, all types given, no dangling relation; only repeats allowed
+        assert {v.kind for v in e.violations()} <= {"duplicate_entity", "duplicate_relation"}, e.id
+    assert len({e.id for e in examples}) == 288
+    # augmented CoNLL04 stays valid too (repeated mentions aside), with some targets emptied
+    augmented = augment(examples, AugmentConfig(copies=2, keep_original=False), seed=3)
+    for e in augmented:
+        assert {v.kind for v in e.violations()} <= {"duplicate_entity", "duplicate_relation"}, e.id
+    assert sum(e.graph.is_empty for e in augmented) > sum(e.graph.is_empty for e in examples) * 2
+
+
+# --- open-r1-text2graph -----------------------------------------------------------------------
+
+def test_text2graph_rows(capsys):
+    rows = [
+        {"prompt": "Marie Curie worked in Paris.", "solution": json.dumps({
+            "entities": [{"id": 0, "text": "Marie Curie", "type": "Person"}, {"id": 1, "text": "Paris", "type": "City"}],
+            "relations": [{"head": 0, "tail": 1, "type": "Works In"}]})},
+        {"prompt": "Plain text.", "solution": {"entities": [], "relations": []}},
+        {"prompt": "Bad JSON.", "solution": "{not json"},
+        {"prompt": "Ungrounded.", "solution": {"entities": [{"text": "Mars", "type": "planet"}], "relations": []}},
+        {"prompt": "Odd ids.", "solution": {"entities": [{"id": [1], "text": "Odd", "type": "x"}], "relations": [{"head": [1], "tail": {}, "type": "r"}]}},
+    ]
+    examples = from_text2graph_rows(rows, "mem")
+    assert [e.id for e in examples] == ["0", "1"]
+    marie = examples[0]
+    assert marie.entity_types == ["city", "person"] and marie.relation_types == ["works in"]
+    assert marie.graph.relations[0].head == "Marie Curie" and marie.graph.relations[0].tail == "Paris"
+    assert marie.violations() == []
+    assert "kept 2 of 5 rows" in capsys.readouterr().err
+
+
+def test_text2graph_jsonl_with_unicode_line_separators(tmp_path):
+    text = "Marie Curie\u2028worked in Paris.\u0085"
+    solution = {"entities": [{"text": "Paris", "type": "city"}], "relations": []}
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"prompt": text, "solution": solution}, ensure_ascii=False) + "\r\n", encoding="utf-8")
+    (ex,) = load_examples(path)
+    assert ex.text == text and ex.graph.entities[0].text == "Paris"
+
+
+# --- HF hub (the hub itself replaced by an in-memory dataset: tests never reach the network) -----
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    tables: dict[str, list[dict]] = {}
+
+    def load_dataset(name, split="train"):
+        if name not in tables:
+            raise FileNotFoundError(f"Dataset '{name}' doesn't exist on the Hub")
+        return datasets.Dataset.from_list(tables[name])
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return tables
+
+
+def test_from_hub(fake_hub):
+    fake_hub["me/canonical"] = [row("a", type_descriptions={"person": "a human"}), row("b", type_descriptions={"organization": "a company"})]
+    fake_hub["me/t2g"] = [{"prompt": "Tim Cook runs Apple.", "solution": json.dumps(row()["graph"])}]
+    fake_hub["me/other"] = [{"sentence": "x"}]
+    fake_hub["me/dups"] = [row("a"), row("a")]
+    a, b = load_examples("me/canonical")
+    assert a.to_dict() == row("a", type_descriptions={"person": "a human"})  # Arrow's None-filled keys dropped
+    assert b.type_descriptions == {"organization": "a company"}
+    (t,) = load_examples("me/t2g")
+    assert t.graph == Graph.from_dict(row()["graph"])
+    with pytest.raises(DataError, match="neither canonical nor text2graph; pass --format"):
+        load_examples("me/other")
+    with pytest.raises(DataError, match="share the id 'a'"):
+        load_examples("me/dups")
+    with pytest.raises(DataError, match="could not load split 'train'.*local file"):
+        load_examples("me/missing")
+
+
+@pytest.mark.parametrize("source", ["data/x", "data/x.jsonl", "x.json", "./x", "../x", "~/x", "a b"])
+def test_missing_local_paths_are_not_sent_to_the_hub(source, fake_hub, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    with pytest.raises(DataError, match="no such file"):
+        load_examples(source)
+
+
+# --- augmentation -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def shipped() -> list[Example]:
+    return read_jsonl(example_dataset_path())
+
+
+def test_augment_is_deterministic(shipped):
+    cfg = AugmentConfig(copies=2)
+    a = [e.to_dict() for e in augment(shipped, cfg, seed=1)]
+    b = [e.to_dict() for e in augment(shipped, cfg, seed=1)]
+    c = [e.to_dict() for e in augment(shipped, cfg, seed=2)]
+    assert a == b and a != c
+    assert len(a) == 3 * len(shipped) and len({r["id"] for r in a}) == len(a)
+
+
+def test_augment_properties(shipped):
+    cfg = AugmentConfig(copies=4, drop_type_prob=0.3, empty_target_prob=0.2, keep_original=False)
+    out = augment(shipped, cfg, seed=0)
+    by_id = {e.id: e for e in shipped}
+    dropped = empties = negatives = 0
+    for aug in out:
+        orig = by_id[aug.id.split("#")[0]]
+        gold_e = {normalize(e.type) for e in orig.graph.entities}
+        gold_r = {normalize(r.type) for r in orig.graph.relations}
+        # every augmented example is a valid task: its gold uses only its own types and spans of its text
+        assert aug.violations() == [], (aug.id, aug.violations())
+        # negative types: offered types the original neither offered nor used are absent from its gold graph
+        new_e = {normalize(t) for t in aug.entity_types} - {normalize(t) for t in orig.entity_types}
+        assert not new_e & gold_e
+        negatives += bool(new_e)
+        # dropped types: gone from the target, with every relation that touched their entities
+        kept_e = {normalize(t) for t in aug.entity_types}
+        kept_r = {normalize(t) for t in aug.relation_types}
+        assert aug.graph == restrict_graph(orig.graph, aug.entity_types, aug.relation_types)
+        assert all(normalize(e.type) in kept_e for e in aug.graph.entities)
+        assert all(normalize(r.type) in kept_r for r in aug.graph.relations)
+        dropped += bool(gold_e - kept_e or gold_r - kept_r)
+        empties += aug.graph.is_empty and not orig.graph.is_empty
+        assert aug.reasoning is None or aug.graph == orig.graph
+    assert dropped and empties and negatives, (dropped, empties, negatives)
+
+
+def test_restrict_graph_removes_relations_of_removed_entities():
+    g = Graph.from_dict(row()["graph"])
+    cut = restrict_graph(g, ["person"], ["works for"])
+    assert [e.text for e in cut.entities] == ["Tim Cook"] and cut.relations == ()
+    assert restrict_graph(g, ["Person", "ORGANIZATION"], ["Works For"]) == g
+
+
+def test_type_inventory_first_seen_order(shipped):
+    ents, rels = type_inventory(shipped)
+    assert ents[:3] == ["person", "organization", "location"] and len(set(ents)) == len(ents)
+    assert "works for" in rels
+
+
+# --- atomic writes ----------------------------------------------------------------------------
+
+def test_atomic_open_keeps_the_old_file_on_error(tmp_path):
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as f:
+            f.write("half of the new con")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["out.jsonl"]  # no temporary file left behind
+
+
+def test_atomic_writes_replace_and_create(tmp_path):
+    target = tmp_path / "sub" / "dir" / "x.json"
+    write_json_atomic(target, {"a": "é"})
+    assert json.loads(target.read_text(encoding="utf-8")) == {"a": "é"}
+    assert write_jsonl_atomic(target, [{"n": 1}, {"n": 2}]) == 2
+    assert target.read_text().splitlines() == ['{"n": 1}', '{"n": 2}']
+    assert os.listdir(target.parent) == ["x.json"]
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_jsonl_atomic(tmp_path / "new.jsonl", [])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.jsonl").stat().st_mode) == 0o644  # not mkstemp's 0600
+    kept = tmp_path / "kept.txt"
+    kept.write_text("x")
+    kept.chmod(0o640)
+    write_jsonl_atomic(kept, [])
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+
+
+# --- the shipped example dataset --------------------------------------------------------------
+
+def test_shipped_examples(shipped):
+    assert len(shipped) >= 30
+    domains = Counter(e.id.split("-")[0] for e in shipped)
+    assert len(domains) >= 5, domains
+    assert sum(e.graph.is_empty for e in shipped) >= 3
+    assert sum(len(e.graph.relations) for e in shipped) >= 30
+    for e in shipped:
+        assert validate_graph(e.graph, e.text, e.entity_types, e.relation_types) == [], e.id
+    assert load_examples("examples")[0].to_dict() == shipped[0].to_dict()
+
+
+# --- library-level errors (the CLI table in test_cli.py covers the messages) ------------------
+
+def test_load_examples_errors(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_examples(tmp_path / "missing.jsonl")
+    with pytest.raises(DataError, match="unknown format"):
+        load_examples("examples", format="xml")
+    path = write_rows(tmp_path / "r.jsonl", [row("a", reasoning="a </think> b")])
+    with pytest.raises(DataError, match=r"r\.jsonl:1: field 'reasoning' must not contain"):
+        read_jsonl(path)

@@ -1,0 +1,229 @@
+"""The training configuration: flags, reward weights by name, and bad settings refused early.
+
+In-process tests build configs directly; subprocess tests run the real recipe and check that a bad
+flag fails with a clear message before unsloth/torch are imported (no "Unsloth" banner, rc 2).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import rewards
+from t2g.train.config import ConfigError, TrainConfig, from_flags, help_text, resolved_weights
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "recipes" / "grpo_qwen_1_5b.py"
+
+
+def load_recipe(path: Path = RECIPE):
+    spec = importlib.util.spec_from_file_location(f"recipe_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def Config():
+    return load_recipe().Config
+
+
+def test_defaults_are_the_real_thing(Config):
+    cfg = from_flags(Config, {})
+    assert cfg.model == "Qwen/Qwen2.5-1.5B-Instruct" and cfg.load_in_4bit and cfg.backend == "unsloth"
+    assert cfg.dataset == "Ihor/Text2Graph-Open-R1" and cfg.augment_copies >= 1
+    assert cfg.stages == ("sft", "grpo", "export", "evaluate")
+    assert resolved_weights(cfg) == rewards.DEFAULT_WEIGHTS
+
+
+def test_a_stage_the_recipe_does_not_run_is_refused(Config):
+    class SftOnly(Config):
+        RECIPE_STAGES = ("sft",)
+
+    with pytest.raises(ConfigError, match="this recipe runs sft; it has no grpo stage"):
+        from_flags(SftOnly, {"stages": "sft,grpo"})
+
+
+def test_smoke_overrides_then_explicit_flags_win(Config):
+    cfg = from_flags(Config, {"smoke": True, "grpo_max_steps": 3})
+    assert cfg.on_parity_fail == "warn" and cfg.export_hf is False and cfg.eval_limit == 8  # common smoke export/eval
+    assert cfg.model == "embedded:smollm2" and cfg.dataset == "examples" and cfg.load_in_4bit is False
+    assert cfg.grpo_max_steps == 3  # the explicit flag beats the smoke setting
+
+
+def test_every_reward_has_its_own_weight_flag(Config):
+    names = list(rewards.REGISTRY)
+    cfg = from_flags(Config, {f"w_{n}": i + 0.5 for i, n in enumerate(names)})
+    assert cfg.reward_weights == {n: i + 0.5 for i, n in enumerate(names)}
+    text = help_text(Config, "recipe.py")
+    for n in names:
+        assert f"--w_{n}=" in text
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"num_generation": 4}, "did you mean --num_generations"),
+    ({"smok": True}, "did you mean --smoke"),
+    ({"w_relation_f": 2}, "did you mean --w_relation_f1"),
+    ({"learning_rate": 1e-5}, "--sft_learning_rate or --grpo_learning_rate"),
+])
+def test_unknown_flags_name_the_nearest(Config, flags, expected):
+    with pytest.raises(ConfigError, match="unknown") as err:
+        from_flags(Config, flags)
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"grpo_batch_size": 6, "grpo_grad_accum": 1, "num_generations": 4}, "not divisible by --num_generations=4"),
+    ({"stages": ("sft", "rl")}, "--stages='rl' is not one of"),
+    ({"backend": "vllm"}, "--backend='vllm' is not one of"),
+    ({"max_prompt_length": 1800, "max_completion_length": 512}, "exceeds --max_seq_length=2048"),
+    ({"num_generations": 1, "grpo_batch_size": 1, "grpo_grad_accum": 1}, "--num_generations must be >= 2"),
+    ({"w_entity_f1": -1}, "must be numbers >= 0"),
+    ({"max_steps": 3}, "unknown flag --max_steps"),
+    ({"grpo_max_steps": "many"}, "expected an integer"),
+    ({"resume": True}, "--resume needs --output_dir"),
+    ({"report_to": "tensorboard,neptune"}, "--report_to='neptune' is not one of"),
+])
+def test_bad_settings_fail(Config, flags, expected):
+    with pytest.raises(ConfigError) as err:
+        from_flags(Config, flags)
+    assert expected in str(err.value)
+
+
+def test_unknown_reward_in_recipe_weights():
+    class Bad(TrainConfig):
+        pass
+
+    cfg_flags = {"reward_weights": {"entity_f1": 1.0, "relation_f": 1.0}}
+    with pytest.raises(ConfigError, match="unknown reward 'relation_f'") as err:
+        from_flags(Bad, cfg_flags)
+    assert "--w_relation_f1" in str(err.value)
+
+
+def test_all_weights_zero_is_refused(Config):
+    zero = {f"w_{n}": 0 for n in rewards.REGISTRY}
+    with pytest.raises(ConfigError, match="no reward left"):
+        from_flags(Config, zero)
+    # SFT alone needs no reward.
+    assert from_flags(Config, {**zero, "stages": "sft"}).stages == ("sft",)
+
+
+def test_existing_output_dir_needs_resume(Config, tmp_path):
+    (tmp_path / "x").write_text("")
+    with pytest.raises(ConfigError, match="pass --resume"):
+        from_flags(Config, {"output_dir": str(tmp_path)})
+    with pytest.raises(ConfigError, match="not a run directory"):
+        from_flags(Config, {"output_dir": str(tmp_path), "resume": True})
+
+
+def _run(*args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
+    env = dict(os.environ, UNSLOTH_AUTO_INSTALL="0", UNSLOTH_LLAMA_CPP_OFFLINE="1", HF_HUB_OFFLINE="1")
+    start = time.time()
+    proc = subprocess.run([sys.executable, str(RECIPE), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
+    return proc, time.time() - start
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--smoke", "--num_generation=2"], "unknown flag --num_generation: did you mean --num_generations"),
+    (["--w_relaton_f1=2"], "did you mean --w_relation_f1"),
+    (["--num_generations=3"], "is not divisible by --num_generations=3"),
+    (["--fast_inference"], "needs a CUDA GPU"),
+    (["--smoke", "--dataset=/nonexistent/train.jsonl"], "/nonexistent/train.jsonl: no such file"),
+])
+def test_recipe_rejects_bad_config_before_loading_anything(args, expected):
+    if "--fast_inference" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    proc, seconds = _run(*args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Unsloth" not in proc.stdout + proc.stderr  # failed before the backend was imported
+    assert "run directory:" not in proc.stdout  # and before a run directory was made
+
+
+def test_recipe_rejects_a_prompt_over_the_limit(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    proc, _ = _run("--smoke", f"--model={tiny_model_dir}", "--backend=hf", "--max_prompt_length=64",
+                   f"--output_dir={out}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "tokens > --max_prompt_length=64" in proc.stderr and "--drop_long_examples" in proc.stderr
+    assert "example 'news-01'" in proc.stderr  # names the first offending example
+    assert not out.exists()  # nothing trained, no run directory
+
+
+def test_help_lists_flags_and_rewards():
+    proc, _ = _run("--help")
+    assert proc.returncode == 0
+    assert "--grpo_max_steps=" in proc.stdout and "--w_relation_f1=" in proc.stdout
+
+
+# --- several processes, vLLM: refused early with the flag to use instead ------------------------
+
+
+def test_unsloth_refuses_a_multi_process_launch(Config, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"--backend=unsloth trains on one GPU.*2-process launch.*use --backend=hf"):
+        from_flags(Config, {})
+    assert from_flags(Config, {"backend": "hf"}).backend == "hf"  # the hf backend is the multi-process one
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert from_flags(Config, {}).backend == "unsloth"
+
+
+@pytest.mark.parametrize("flags, match", [
+    ({"vllm_mode": "server"}, "--vllm_mode=server (generations from trl vllm-serve) runs with --backend=hf"),
+    ({"fast_inference": True, "backend": "hf"}, "with --backend=hf use --vllm_mode=colocate"),
+    ({"fast_inference": True, "vllm_mode": "server", "backend": "hf"}, "contradicts --vllm_mode=server"),
+    ({"vllm_mode": "sever"}, "--vllm_mode='sever' is not one of off, colocate, server; did you mean server"),
+])
+def test_vllm_flags_that_cannot_work_together(Config, flags, match):
+    with pytest.raises(ConfigError, match=re.escape(match)):
+        from_flags(Config, flags)
+
+
+@pytest.mark.parametrize("flags, flag", [
+    ({"vllm_mode": "server", "backend": "hf"}, "--vllm_mode=server"),
+    ({"vllm_mode": "colocate", "backend": "hf"}, "--vllm_mode=colocate"),
+    ({"vllm_mode": "colocate"}, "--vllm_mode=colocate"),
+    ({"fast_inference": True}, "--fast_inference"),
+])
+def test_vllm_modes_need_cuda_then_vllm(Config, monkeypatch, flags, flag):
+    import t2g.train.config as config
+
+    monkeypatch.setattr(config, "cuda_available", lambda: False)
+    with pytest.raises(ConfigError, match=re.escape(f"{flag} uses vLLM, which needs a CUDA GPU and none is visible")):
+        from_flags(Config, flags)
+    monkeypatch.setattr(config, "cuda_available", lambda: True)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(config.importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real_find_spec(name, *a))
+    with pytest.raises(ConfigError, match=re.escape(f"{flag} needs vLLM: pip install vllm")):
+        from_flags(Config, flags)
+
+
+def test_vllm_settings_reach_grpo_config(Config, monkeypatch):
+    """With CUDA and vllm present (faked here), the modes map onto TRL's GRPOConfig fields."""
+    import t2g.train.config as config
+    from t2g.train.grpo import vllm_args
+
+    monkeypatch.setattr(config, "cuda_available", lambda: True)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(config.importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real_find_spec(name, *a))
+    server = from_flags(Config, {"backend": "hf", "vllm_mode": "server", "vllm_server_host": "10.0.0.5",
+                                 "vllm_server_port": 8001})
+    assert vllm_args(server) == {"use_vllm": True, "vllm_gpu_memory_utilization": 0.6, "vllm_mode": "server",
+                                 "vllm_server_host": "10.0.0.5", "vllm_server_port": 8001, "vllm_server_timeout": 240.0}
+    assert vllm_args(from_flags(Config, {"backend": "hf", "vllm_mode": "colocate"}))["vllm_mode"] == "colocate"
+    colocated = from_flags(Config, {"vllm_mode": "colocate"})  # unsloth: its own engine, one switch
+    assert colocated.fast_inference and vllm_args(colocated) == {"use_vllm": True, "vllm_gpu_memory_utilization": 0.6}
+    assert from_flags(Config, {"fast_inference": True}).vllm_mode == "colocate"
+    assert vllm_args(from_flags(Config, {})) == {"use_vllm": False}
