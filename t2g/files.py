@@ -1,9 +1,10 @@
-"""File output that never leaves a half-written file that looks complete."""
+"""File and folder output that never leaves a half-written file or folder that looks complete."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,3 +70,25 @@ def append_jsonl_line(f: TextIO, row: dict) -> None:
     f.write(json.dumps(row, ensure_ascii=False) + "\n")
     f.flush()
     os.fsync(f.fileno())
+
+
+@contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """A hidden staging folder beside `target`, renamed over it only when the block succeeds.
+
+    Saved models, adapters and exports are folders; a reader must never find one half-written. On an
+    exception the staging folder is removed and `target` is untouched; after a kill it is left with
+    a `.tmp` suffix that no reader mistakes for the output.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield staging
+        staging.chmod(0o755)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
