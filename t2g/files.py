@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
 
+def cache_dir() -> Path:
+    """Where the kit keeps what it builds once and reuses (offline models, llama.cpp's converter):
+    $T2G_CACHE, else ~/.cache/t2g."""
+    return Path(os.environ.get("T2G_CACHE", Path.home() / ".cache" / "t2g"))
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[TextIO]:
     """Write to a temporary file beside `path`, then rename it over `path` on success.
@@ -73,12 +79,14 @@ def append_jsonl_line(f: TextIO, row: dict) -> None:
 
 
 @contextmanager
-def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(target: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
     """A hidden staging folder beside `target`, renamed over it only when the block succeeds.
 
     Saved models, adapters and exports are folders; a reader must never find one half-written. On an
     exception the staging folder is removed and `target` is untouched; after a kill it is left with
-    a `.tmp` suffix that no reader mistakes for the output.
+    a `.tmp` suffix that no reader mistakes for the output. `replace=False` is for caches that
+    several processes may fill at once: when `target` appeared meanwhile, the other process's copy
+    (which someone may be reading) is kept and this one is dropped.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +95,9 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         yield staging
         staging.chmod(0o755)
         if target.exists():
+            if not replace:
+                shutil.rmtree(staging)
+                return
             shutil.rmtree(target)
         os.replace(staging, target)
     except BaseException:

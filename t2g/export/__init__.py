@@ -12,7 +12,7 @@ or `t2g export --model RUN_DIR --quant q8_0,q4_k_m`. May import `t2g.task`, `t2g
     llama_cpp.py      find (or unpack from PyPI's sdist) llama.cpp's converter, offline
     _convert_main.py  the converter run in a subprocess with one narrow fix
     modelfile.py      the Ollama Modelfile derived from the trained tokenizer's chat template
-    go_template.py    a renderer for the Go-template subset the Modelfile uses (to check it)
+    modelfile_template.py  a renderer for the Go-template subset the Modelfile uses (to check it)
     parity.py         does the GGUF still extract like the trained model?
     card.py           the model card written beside an export
 """

@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from t2g.files import atomic_dir, cache_dir
+
 CONVERTER = "convert_hf_to_gguf.py"
 # The llama.cpp whose converter matches the llama-cpp-python runtime we pin (pyproject `llama` extra).
 DEFAULT_SDIST_VERSION = "0.3.36"
@@ -49,10 +51,6 @@ class LlamaCpp:
                 return self.root / rel
         found = shutil.which("llama-quantize")
         return Path(found) if found else None
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("T2G_CACHE", Path.home() / ".cache" / "t2g"))
 
 
 def default_fetch_dir() -> Path:
@@ -122,29 +120,20 @@ def _download_sdist(version: str, into: Path) -> Path:
 
 def _extract_converter(sdist: Path, dest: Path) -> Path:
     """Unpack only the converter and its Python packages (~2 MB of the 77 MB sdist), atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
-        with tarfile.open(sdist) as tar:
-            members = []
-            for m in tar.getmembers():
-                parts = m.name.split("/", 1)
-                rel = parts[1] if len(parts) == 2 else ""
-                if not rel.startswith("vendor/llama.cpp/"):
-                    continue
-                inner = rel[len("vendor/llama.cpp/"):]
-                if any(inner == p or (p.endswith("/") and inner.startswith(p)) for p in _SDIST_MEMBERS):
-                    m.name = inner
-                    members.append(m)
-            if not any(m.name == CONVERTER for m in members):
-                raise LlamaCppNotFound(f"{sdist} has no vendor/llama.cpp/{CONVERTER}: not a llama-cpp-python sdist")
-            tar.extractall(staging, members=members, filter="data")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(staging, dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with atomic_dir(dest) as staging, tarfile.open(sdist) as tar:
+        members = []
+        for m in tar.getmembers():
+            parts = m.name.split("/", 1)
+            rel = parts[1] if len(parts) == 2 else ""
+            if not rel.startswith("vendor/llama.cpp/"):
+                continue
+            inner = rel[len("vendor/llama.cpp/"):]
+            if any(inner == p or (p.endswith("/") and inner.startswith(p)) for p in _SDIST_MEMBERS):
+                m.name = inner
+                members.append(m)
+        if not any(m.name == CONVERTER for m in members):
+            raise LlamaCppNotFound(f"{sdist} has no vendor/llama.cpp/{CONVERTER}: not a llama-cpp-python sdist")
+        tar.extractall(staging, members=members, filter="data")
     return dest
 
 

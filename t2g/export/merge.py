@@ -7,48 +7,23 @@ merged on CPU (bitsandbytes raises); the base is always reloaded unquantized her
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+
+from t2g.files import atomic_dir
+from t2g.models import tokenizer
 
 DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "f16": "float16", "fp16": "float16", "float16": "float16",
           "f32": "float32", "fp32": "float32", "float32": "float32"}
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
 
 class MergeError(RuntimeError):
     pass
 
 
-@contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """A hidden staging folder beside `target`, renamed over it only when the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield staging
-        staging.chmod(0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def has_tokenizer(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
-
-
 def load_tokenizer(base: str, adapter: str | None):
-    """The tokenizer the model was trained with: the adapter's copy when it saved one, else the base's."""
-    from transformers import AutoTokenizer
-
-    source = adapter if adapter and has_tokenizer(Path(adapter)) else base
-    return AutoTokenizer.from_pretrained(source)
+    """The tokenizer as trained (the adapter's copy first), without the pad-token fix."""
+    return tokenizer.load_tokenizer(base, adapter, pad_token=False)
 
 
 def merge_to_hf(base: str, adapter: str | None, out_dir: Path, dtype: str = "bf16") -> Path:

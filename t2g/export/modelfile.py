@@ -5,7 +5,7 @@ mismatch (or a missing stop token) is what makes exported models babble or never
 a table of model names, the chat format is *measured*: the tokenizer's own Jinja template is
 rendered for probe conversations, the text around each probe gives every role's prefix and suffix,
 the default system block and the generation prompt, and those pieces are written into a Go template.
-Before anything is written, the Go template is rendered (`t2g.export.go_template`) for sample conversations
+Before anything is written, the Go template is rendered (`t2g.export.modelfile_template`) for sample conversations
 and must equal `apply_chat_template` exactly; a template this scheme cannot express (one that
 rewrites contents, say) is refused with `ModelfileError`, never exported approximately.
 Works for the families we train: ChatML (Qwen2/2.5, SmolLM2) and Llama-3 style headers.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from t2g.export import go_template
+from t2g.export import modelfile_template
 from t2g.task.prompts import PROMPT_VERSION, SYSTEM_PROMPT, build_messages
 
 ROLES = ("system", "user", "assistant")
@@ -139,7 +139,7 @@ def check_template(tokenizer, template: str, conversations: Sequence[Sequence[di
     for conv in conversations or sample_conversations():
         ends_with_assistant = conv[-1]["role"] == "assistant"
         expected = _render(tokenizer, conv, generation=not ends_with_assistant, continue_final=ends_with_assistant)
-        got = go_template.render(template, conv)
+        got = modelfile_template.render(template, conv)
         if got != expected:
             raise ModelfileError(
                 f"the Ollama template does not reproduce the chat template for roles "

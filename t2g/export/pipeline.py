@@ -60,7 +60,7 @@ def _intermediate_type(hf_dir: Path) -> str:
 
 def write_ggufs(hf_dir: Path, out: Path, name: str, quants: Sequence[str], llama_cpp: LlamaCpp,
                 pretokenizer: str = "auto") -> tuple[list[Path], str | None, str | None]:
-    """All requested GGUFs (in request order), the pre-tokenizer name assumed and the tokenizer repair, if any."""
+    """All model GGUFs (in request order), the pre-tokenizer name assumed and the tokenizer repair, if any."""
     paths: dict[str, Path] = {}
     fallback = None
     repairs: set[str | None] = set()
@@ -151,16 +151,11 @@ def export_model(
 
     out = Path(out_dir)
     quants = _as_list(quant)
-    requested, run_dir = model, Path(model)
-    if run_dir.is_dir() and run_adapter(run_dir) is not None:  # a training run: its final adapter on its base
-        base_model = base_model or run_base_model(run_dir)
-        name = name or run_dir.name
-        model = str(run_adapter(run_dir))
-    spec = resolve_model(model, "hf", base_model=base_model)
+    spec = resolve_model(model, "hf", base_model=base_model)  # a run directory: its final adapter on its base
     if spec.gguf_file:
         raise ExportError(f"--model={model} is already a GGUF; export starts from an HF folder, adapter or run directory")
     name = _safe_name(name) if name else _default_name(model)
-    manifest: dict[str, Any] = {"model": requested, "base": spec.path, "adapter": spec.adapter, "prompt_version": PROMPT_VERSION,
+    manifest: dict[str, Any] = {"model": model, "base": spec.path, "adapter": spec.adapter, "prompt_version": PROMPT_VERSION,
                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if adapter_only:  # the adapter alone: no merge, no GGUF (llama.cpp would need the base as GGUF too)
         if not spec.adapter:
@@ -183,7 +178,7 @@ def export_model(
                 shutil.rmtree(hf_dir, ignore_errors=True)
         if hf_dir.parent == out and hf_dir.name == "hf":
             manifest["hf_dir"] = "hf"
-    _write_card_and_manifest(out, name, requested, manifest)
+    _write_card_and_manifest(out, name, model, manifest)
     return manifest
 
 

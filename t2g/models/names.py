@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from t2g.models import offline as assets
+from t2g.files import cache_dir
+from t2g.models import offline
 
 EMBEDDED_PREFIX = "embedded:"  # embedded:smollm2 / embedded:tiny: offline models from t2g.models.offline
 EMBEDDED = ("smollm2", "tiny")
@@ -35,15 +36,15 @@ def resolve_model_name(name: str) -> str:
     which = name[len(EMBEDDED_PREFIX):]
     if which == "smollm2":
         try:
-            return str(assets.smollm2_hf_dir())
-        except assets.AssetError as exc:
+            return str(offline.smollm2_hf_dir())
+        except offline.AssetError as exc:
             print("\n" + "!" * 78 + f"\nt2g: {exc}\nSo this run uses a TINY RANDOM model instead of SmolLM2-135M-Instruct:\n"
                   "the pipeline runs end to end, but its outputs are noise.\n" + "!" * 78 + "\n", file=sys.stderr)
             which = "tiny"
     if which == "tiny":
-        target = assets.cache_dir() / "tiny-model"
+        target = cache_dir() / "tiny-model"
         if not (target / "config.json").is_file():
-            assets.build_tiny_model(target)
+            offline.build_tiny_model(target)
         return str(target)
     check_model_name(name)
     raise AssertionError(name)  # check_model_name raised: EMBEDDED lists the names handled above

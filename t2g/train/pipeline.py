@@ -12,7 +12,6 @@ is loaded or a step is taken.
 
 from __future__ import annotations
 
-import json
 import time
 
 from t2g.train import distributed, runs
@@ -78,9 +77,8 @@ def evaluate(session: Session) -> dict:
         return {}
     cfg = session.cfg
     release_model(session)
-    export_dir = session.run.dir / "export"
-    ggufs = json.loads((export_dir / "export.json").read_text()).get("ggufs", []) if (export_dir / "export.json").is_file() else []
-    model = str(export_dir / ggufs[0]) if ggufs else str(session.run.dir)
+    ggufs = session.run.layout.exported_ggufs()
+    model = str(ggufs[0]) if ggufs else str(session.run.dir)
     report = run_evaluation(model, cfg.eval_data, str(session.run.dir / "eval"), limit=cfg.eval_limit or None,
                             max_new_tokens=cfg.max_completion_length, reasoning=cfg.reasoning)
     session.stages["evaluate"] = {

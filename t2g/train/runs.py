@@ -28,6 +28,8 @@ from typing import Any, Callable, Sequence
 from t2g.train import distributed
 from t2g.train.config import TrainConfig
 from t2g.files import append_jsonl_line, write_json_atomic
+from t2g.models.folders import RunDir
+from t2g.task.parsing import completion_text  # the text the rewards scored, logged as they read it
 from t2g.task.prompts import PROMPT_VERSION
 
 PACKAGES = ("t2g", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes",
@@ -59,8 +61,13 @@ class Run:
     def tb_dir(self, stage: str) -> Path:
         return self.dir / "tb" / stage
 
+    @property
+    def layout(self) -> RunDir:
+        """The same directory as its readers (inference, export) see it."""
+        return RunDir(self.dir)
+
     def adapter_dir(self, stage: str) -> Path:
-        return self.stage_dir(stage) / "adapter"
+        return self.layout.adapter_dir(stage)
 
     def done(self, stage: str) -> dict | None:
         path = self.stage_dir(stage) / "done.json"
@@ -137,15 +144,6 @@ def open_run(cfg: TrainConfig, extra: dict | None = None) -> Run:
 # Sample completions with their rewards
 
 
-def completion_text(completion: Any) -> str:
-    """TRL hands completions as strings, or as [{"role": "assistant", "content": ...}] for chat prompts."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content", ""))
-    return str(completion)
-
-
 class SampleLog:
     """Wraps reward functions so that every `every` steps one generation batch is written to
     samples.jsonl with each completion's per-reward scores, and one sample is printed.
@@ -214,11 +212,8 @@ def _num(value: Any) -> float | None:
 
 def write_summary(run: Run, stages: dict[str, dict]) -> dict:
     """summary.json (written by rank 0; every rank gets the same dict back)."""
-    final_adapter = None
-    for stage in ("grpo", "sft"):
-        if run.adapter_dir(stage).is_dir():
-            final_adapter = str(run.adapter_dir(stage))
-            break
+    adapter = run.layout.final_adapter()
+    final_adapter = str(adapter) if adapter else None
     summary = {
         "run_dir": str(run.dir),
         "adapter": final_adapter,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 import sys
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-from t2g.files import write_json_atomic
+from t2g.files import atomic_dir, write_json_atomic
+from t2g.train import distributed
 
 
 class SaveAtEnd(TrainerCallback):
@@ -60,8 +63,6 @@ def cpu_args(cfg) -> dict[str, Any]:
     autocast (fast on AMX / AVX512-BF16 cores; refused without use_cpu)."""
     import torch
 
-    from t2g.train import distributed
-
     if torch.cuda.is_available():
         return {}
     return {"use_cpu": True} if distributed.is_distributed() or precision(cfg)["bf16"] else {}
@@ -106,17 +107,11 @@ def close_stage(session, stage: str, trainer, extra: dict | None = None) -> dict
     Every rank takes part in the save (DeepSpeed ZeRO-3 and FSDP gather the sharded LoRA weights
     through the Trainer); rank 0 alone writes files.
     """
-    from t2g.train import distributed
-    from t2g.train.model_loading import save_adapter
-
     run = session.run
     history = trainer.state.log_history
     if distributed.is_main():
         write_json_atomic(run.stage_dir(stage) / "log_history.json", history)
-    if distributed.is_distributed():
-        save_adapter_distributed(trainer, session.loaded.tokenizer, run.adapter_dir(stage))
-    else:
-        save_adapter(session.loaded, run.adapter_dir(stage))
+    save_adapter(session, trainer, run.adapter_dir(stage))
     distributed.report_rank_state(stage, session.loaded.model, trainer.state.global_step, run.dir)
     info = {"steps": trainer.state.global_step, "adapter": str(run.adapter_dir(stage))}
     last = {k: v for row in history for k, v in row.items() if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}
@@ -128,28 +123,26 @@ def close_stage(session, stage: str, trainer, extra: dict | None = None) -> dict
     return info
 
 
-def save_adapter_distributed(trainer, tokenizer, path) -> None:
-    """The adapter through `trainer.save_model` (the engine-aware save: it gathers ZeRO-3/FSDP shards
-    and writes from the main process only) into a temp folder that rank 0 then renames into place."""
-    import os
-    import shutil
-    from pathlib import Path
+def save_adapter(session, trainer, path) -> Path:
+    """The stage's final adapter and tokenizer, staged and renamed into place (`t2g.files.atomic_dir`).
 
-    from t2g.train import distributed
-
+    Several processes: every rank takes part in `trainer.save_model`, the engine-aware save that
+    gathers ZeRO-3/FSDP shards and writes from the main process only; rank 0 names the staging
+    folder and renames it. One process: the PEFT model saves itself, as the trainer would.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if distributed.is_main():
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(path) if distributed.is_main() else nullcontext() as staging:
+        staging = Path(distributed.broadcast(str(staging) if staging else None))
+        if distributed.is_distributed():
+            trainer.save_model(str(staging))
+            distributed.barrier()  # every rank's part is written before rank 0 renames the folder
+        else:
+            session.loaded.model.save_pretrained(str(staging))
+        if distributed.is_main():
+            session.loaded.tokenizer.save_pretrained(str(staging))
+            (staging / "training_args.bin").unlink(missing_ok=True)  # the Trainer's; the checkpoints keep theirs
     distributed.barrier()
-    trainer.save_model(str(tmp))
-    if distributed.is_main():
-        tokenizer.save_pretrained(str(tmp))
-        (tmp / "training_args.bin").unlink(missing_ok=True)  # the Trainer's; the checkpoints keep theirs
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    distributed.barrier()
+    return path
 
 
 def stage_already_done(session, stage: str, max_steps: int) -> dict | None:

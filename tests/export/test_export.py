@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from t2g.export import go_template
+from t2g.export import modelfile_template
 from t2g.export.gguf import ExportError
 from t2g.export.llama_cpp import LlamaCppNotFound, find_llama_cpp
 from t2g.export.pipeline import export_model
@@ -157,7 +157,7 @@ def test_modelfile_template_renders_like_the_chat_template(tiny_model_dir, templ
         last_assistant = conv[-1]["role"] == "assistant"
         expected = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=not last_assistant,
                                            continue_final_message=last_assistant)
-        assert go_template.render(go, conv) == expected
+        assert modelfile_template.render(go, conv) == expected
 
 
 def test_modelfile_contents(tiny_model_dir):
@@ -192,13 +192,13 @@ def test_unfaithful_template_is_refused(tiny_model_dir):
     ('{{ range $i, $m := .Messages }}{{ $m.Content }}{{ end }}', [{"role": "u", "content": "{{ not a tag }} é\n"}], "{{ not a tag }} é\n"),
 ])
 def test_go_template_renderer_follows_go_semantics(template, messages, expected):
-    assert go_template.render(template, messages) == expected
+    assert modelfile_template.render(template, messages) == expected
 
 
 @pytest.mark.parametrize("template", ["{{- range $i, $m := .Messages }}{{ end }}", "{{ if eq 1 1 }}x", "{{ printf \"%s\" 1 }}", "{{ $x }}"])
 def test_go_template_renderer_refuses_what_it_does_not_implement(template):
-    with pytest.raises(go_template.GoTemplateError):
-        go_template.render(template, [])
+    with pytest.raises(modelfile_template.GoTemplateError):
+        modelfile_template.render(template, [])
 
 
 # --- errors and atomicity -------------------------------------------------------------------------
