@@ -21,9 +21,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-os.environ.setdefault("UNSLOTH_AUTO_INSTALL", "0")
-os.environ.setdefault("UNSLOTH_LLAMA_CPP_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 from t2g.train.config import TrainConfig, cli  # noqa: E402  (light: nothing heavy is imported here)
 from t2g.train.pipeline import run_recipe  # noqa: E402

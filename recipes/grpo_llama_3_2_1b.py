@@ -16,11 +16,9 @@ import os
 import sys
 from dataclasses import dataclass
 
-os.environ.setdefault("UNSLOTH_AUTO_INSTALL", "0")
-os.environ.setdefault("UNSLOTH_LLAMA_CPP_OFFLINE", "1")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from t2g.train.config import TrainConfig, cli  # noqa: E402  (light: nothing heavy is imported here)
+from t2g.train.config import GPU_RECIPE_SMOKE, TrainConfig, cli  # noqa: E402  (light: nothing heavy is imported here)
 from t2g.train.pipeline import run_recipe  # noqa: E402
 
 
@@ -32,21 +30,10 @@ class Config(TrainConfig):
     run_name: str = "t2g-llama3.2-1b"
     lora_r: int = 32  # a smaller model: a little more adapter capacity
     lora_alpha: int = 64
-    sft_max_steps: int = 300
-    sft_learning_rate: float = 2e-4
-    grpo_max_steps: int = 500
-    grpo_learning_rate: float = 5e-6
-    grpo_batch_size: int = 8
-    grpo_grad_accum: int = 2
-    num_generations: int = 8
+    sft_max_steps: int = 300  # the rest (learning rates, GRPO's 8 x 512-token groups) as TrainConfig: see --help
 
-    SMOKE_OVERRIDES = dict(
-        model="embedded:smollm2", dataset="examples", run_name="t2g-smoke-llama", load_in_4bit=False,
-        augment_copies=0, max_seq_length=1024, max_prompt_length=512, max_completion_length=128,
-        sft_max_steps=16, sft_batch_size=4, sft_grad_accum=1, sft_learning_rate=5e-4,
-        grpo_max_steps=3, grpo_batch_size=4, grpo_grad_accum=1, num_generations=4,
-        save_steps=2, sample_every=1, gradient_checkpointing=False,
-    )
+    # --smoke: SmolLM2-135M on CPU and the shipped examples (GPU_RECIPE_SMOKE says why these sizes).
+    SMOKE_OVERRIDES = dict(GPU_RECIPE_SMOKE, run_name="t2g-smoke-llama")
 
 
 if __name__ == "__main__":

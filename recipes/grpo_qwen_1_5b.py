@@ -23,11 +23,9 @@ import os
 import sys
 from dataclasses import dataclass
 
-os.environ.setdefault("UNSLOTH_AUTO_INSTALL", "0")  # never install things behind the user's back
-os.environ.setdefault("UNSLOTH_LLAMA_CPP_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from t2g.train.config import TrainConfig, cli  # noqa: E402  (light: nothing heavy is imported here)
+from t2g.train.config import GPU_RECIPE_SMOKE, TrainConfig, cli  # noqa: E402  (light: nothing heavy is imported here)
 from t2g.train.pipeline import run_recipe  # noqa: E402
 
 
@@ -36,27 +34,13 @@ class Config(TrainConfig):
     """Qwen2.5-1.5B-Instruct, 4-bit LoRA, SFT then GRPO on Text2Graph-Open-R1."""
 
     model: str = "Qwen/Qwen2.5-1.5B-Instruct"
-    dataset: str = "Ihor/Text2Graph-Open-R1"
     run_name: str = "t2g-qwen2.5-1.5b"
-    max_seq_length: int = 2048
-    max_prompt_length: int = 1024
-    max_completion_length: int = 512
     sft_max_steps: int = 300
-    grpo_max_steps: int = 500
-    grpo_batch_size: int = 8
-    grpo_grad_accum: int = 2
-    num_generations: int = 8
+    # The rest are TrainConfig's defaults, made for this model: Text2Graph-Open-R1, 8 completions x 512
+    # tokens per prompt, 500 GRPO steps (`--help` lists every value).
 
-    # CPU-sized: SmolLM2-135M, the shipped examples, 16-bit LoRA (4-bit on CPU only costs time),
-    # 16 SFT steps (enough for SmolLM2 to answer in compact JSON, so that GRPO's completions end within
-    # 128 tokens and their rewards differ), 3 GRPO steps: every stage works; the model learns little.
-    SMOKE_OVERRIDES = dict(
-        model="embedded:smollm2", dataset="examples", run_name="t2g-smoke", load_in_4bit=False,
-        augment_copies=0, max_seq_length=1024, max_prompt_length=512, max_completion_length=128,
-        sft_max_steps=16, sft_batch_size=4, sft_grad_accum=1, sft_learning_rate=5e-4,
-        grpo_max_steps=3, grpo_batch_size=4, grpo_grad_accum=1, num_generations=4, grpo_learning_rate=5e-6,
-        save_steps=2, sample_every=1, gradient_checkpointing=False,
-    )
+    # --smoke: SmolLM2-135M on CPU and the shipped examples (GPU_RECIPE_SMOKE says why these sizes).
+    SMOKE_OVERRIDES = dict(GPU_RECIPE_SMOKE, run_name="t2g-smoke")
 
 
 if __name__ == "__main__":

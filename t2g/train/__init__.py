@@ -4,7 +4,8 @@ The top layer of the kit: it may import every other folder and `rewards`; nothin
 it. Modules that only read flags (`config.py`) import nothing heavy, so a wrong flag fails in a
 second; torch, transformers, trl and unsloth are imported inside the functions that train.
 
-    config.py          TrainConfig: every recipe flag, its validation, and the recipe command line
+    config.py          TrainConfig: every recipe flag with its help, the flag parsing, --help and the recipe command line
+    validate.py        settings that cannot work together, refused before anything heavy runs
     pipeline.py        the stages in order; `run_recipe` is every recipe's main()
     session.py         data, length checks, the run directory and the model of one run
     model_loading.py   unsloth or transformers + peft, 4-bit or not, LoRA on top

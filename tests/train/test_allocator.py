@@ -13,6 +13,7 @@ import pytest
 
 from t2g.train import malloc as allocator
 from t2g.train import cpu_features as cpu
+from t2g.train import validate as validation
 from t2g.train.config import TrainConfig, validate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,9 +110,7 @@ def test_unknown_cpu_trains_in_fp32(monkeypatch):
 
 
 def test_bf16_on_a_cpu_that_emulates_it_warns(monkeypatch, capsys, tmp_path):
-    import t2g.train.config as config
-
-    monkeypatch.setattr(config, "cuda_available", lambda: False)
+    monkeypatch.setattr(validation, "cuda_available", lambda: False)
     for flags, warned in (("avx2", True), ("avx512_bf16", False)):
         monkeypatch.setattr(cpu, "_cpuinfo", lambda flags=flags: {"model name": "Test CPU", "flags": flags})
         validate(TrainConfig(dtype="bf16", output_dir=str(tmp_path)))

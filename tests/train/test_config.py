@@ -6,34 +6,22 @@ flag fails with a clear message before unsloth/torch are imported (no "Unsloth" 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
-import os
 import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
 import rewards
-from t2g.train.config import ConfigError, TrainConfig, from_flags, help_text, resolved_weights
-
-REPO = Path(__file__).resolve().parents[2]
-RECIPE = REPO / "recipes" / "grpo_qwen_1_5b.py"
-
-
-def load_recipe(path: Path = RECIPE):
-    spec = importlib.util.spec_from_file_location(f"recipe_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+from recipe_run import MAIN_RECIPE, run_recipe
+from t2g.flags import FlagError
+from t2g.train import validate
+from t2g.train.config import ConfigError, TrainConfig, from_flags, help_text, load_recipe, resolved_weights
 
 
 @pytest.fixture(scope="module")
 def Config():
-    return load_recipe().Config
+    return load_recipe(MAIN_RECIPE).Config
 
 
 def test_defaults_are_the_real_thing(Config):
@@ -64,8 +52,8 @@ def test_every_reward_has_its_own_weight_flag(Config):
     cfg = from_flags(Config, {f"w_{n}": i + 0.5 for i, n in enumerate(names)})
     assert cfg.reward_weights == {n: i + 0.5 for i, n in enumerate(names)}
     text = help_text(Config, "recipe.py")
-    for n in names:
-        assert f"--w_{n}=" in text
+    for i, n in enumerate(names):
+        assert re.search(rf"^  --w_{n} +\(float, {rewards.DEFAULT_WEIGHTS[n]!r}\) weight of {n} \(0 = off\): \S", text, re.M), n
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -88,7 +76,7 @@ def test_unknown_flags_name_the_nearest(Config, flags, expected):
     ({"num_generations": 1, "grpo_batch_size": 1, "grpo_grad_accum": 1}, "--num_generations must be >= 2"),
     ({"w_entity_f1": -1}, "must be numbers >= 0"),
     ({"max_steps": 3}, "unknown flag --max_steps"),
-    ({"grpo_max_steps": "many"}, "expected an integer"),
+    ({"grpo_max_steps": "many"}, "--grpo_max_steps: expected a whole number"),
     ({"resume": True}, "--resume needs --output_dir"),
     ({"report_to": "tensorboard,neptune"}, "--report_to='neptune' is not one of"),
 ])
@@ -96,6 +84,35 @@ def test_bad_settings_fail(Config, flags, expected):
     with pytest.raises(ConfigError) as err:
         from_flags(Config, flags)
     assert expected in str(err.value)
+
+
+def test_config_errors_are_flag_errors(Config):
+    assert issubclass(ConfigError, FlagError)
+    with pytest.raises(ConfigError, match="--w_entity_f1: expected a number"):  # raised by t2g.flags, as ConfigError
+        from_flags(Config, {"w_entity_f1": "lots"})
+
+
+def test_a_recipe_default_keeps_the_flags_help_and_choices():
+    @dataclasses.dataclass
+    class Recipe(TrainConfig):
+        backend: str = "hf"
+        lora_r: int = 32
+        report_to: tuple = "none"  # a list default may be written "a,b"
+
+    declared = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for f in dataclasses.fields(Recipe):
+        assert f.metadata == declared[f.name].metadata, f.name
+    cfg = from_flags(Recipe, {})
+    assert (cfg.backend, cfg.lora_r, cfg.report_to) == ("hf", 32, ("none",))
+    with pytest.raises(ConfigError, match="--backend='vllm' is not one of unsloth, hf"):
+        from_flags(Recipe, {"backend": "vllm"})
+
+    @dataclasses.dataclass
+    class Misdeclared(TrainConfig):
+        dtype: str = "fp8"
+
+    with pytest.raises(ConfigError, match="--dtype='fp8' is not one of auto, bf16, fp16, fp32"):
+        from_flags(Misdeclared, {})  # a recipe's own default is checked like a flag
 
 
 def test_unknown_reward_in_recipe_weights():
@@ -124,19 +141,13 @@ def test_existing_output_dir_needs_resume(Config, tmp_path):
         from_flags(Config, {"output_dir": str(tmp_path), "resume": True})
 
 
-def _run(*args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
-    env = dict(os.environ, UNSLOTH_AUTO_INSTALL="0", UNSLOTH_LLAMA_CPP_OFFLINE="1", HF_HUB_OFFLINE="1")
-    start = time.time()
-    proc = subprocess.run([sys.executable, str(RECIPE), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
-    return proc, time.time() - start
-
-
 @pytest.mark.parametrize("args, expected", [
     (["--smoke", "--num_generation=2"], "unknown flag --num_generation: did you mean --num_generations"),
     (["--w_relaton_f1=2"], "did you mean --w_relation_f1"),
     (["--num_generations=3"], "is not divisible by --num_generations=3"),
     (["--fast_inference"], "needs a CUDA GPU"),
     (["--smoke", "--dataset=/nonexistent/train.jsonl"], "/nonexistent/train.jsonl: no such file"),
+    (["stray", "--smoke"], "unexpected argument(s) stray: every setting is a --flag=value"),
 ])
 def test_recipe_rejects_bad_config_before_loading_anything(args, expected):
     if "--fast_inference" in args:
@@ -144,7 +155,7 @@ def test_recipe_rejects_bad_config_before_loading_anything(args, expected):
 
         if torch.cuda.is_available():
             pytest.skip("this machine has a GPU")
-    proc, seconds = _run(*args)
+    proc = run_recipe(*args, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -154,18 +165,12 @@ def test_recipe_rejects_bad_config_before_loading_anything(args, expected):
 
 def test_recipe_rejects_a_prompt_over_the_limit(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
-    proc, _ = _run("--smoke", f"--model={tiny_model_dir}", "--backend=hf", "--max_prompt_length=64",
-                   f"--output_dir={out}")
+    proc = run_recipe("--smoke", f"--model={tiny_model_dir}", "--backend=hf", "--max_prompt_length=64",
+                      f"--output_dir={out}", timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "tokens > --max_prompt_length=64" in proc.stderr and "--drop_long_examples" in proc.stderr
     assert "example 'news-01'" in proc.stderr  # names the first offending example
     assert not out.exists()  # nothing trained, no run directory
-
-
-def test_help_lists_flags_and_rewards():
-    proc, _ = _run("--help")
-    assert proc.returncode == 0
-    assert "--grpo_max_steps=" in proc.stdout and "--w_relation_f1=" in proc.stdout
 
 
 # --- several processes, vLLM: refused early with the flag to use instead ------------------------
@@ -198,26 +203,23 @@ def test_vllm_flags_that_cannot_work_together(Config, flags, match):
     ({"fast_inference": True}, "--fast_inference"),
 ])
 def test_vllm_modes_need_cuda_then_vllm(Config, monkeypatch, flags, flag):
-    import t2g.train.config as config
-
-    monkeypatch.setattr(config, "cuda_available", lambda: False)
+    monkeypatch.setattr(validate, "cuda_available", lambda: False)
     with pytest.raises(ConfigError, match=re.escape(f"{flag} uses vLLM, which needs a CUDA GPU and none is visible")):
         from_flags(Config, flags)
-    monkeypatch.setattr(config, "cuda_available", lambda: True)
+    monkeypatch.setattr(validate, "cuda_available", lambda: True)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(config.importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real_find_spec(name, *a))
+    monkeypatch.setattr(validate.importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real_find_spec(name, *a))
     with pytest.raises(ConfigError, match=re.escape(f"{flag} needs vLLM: pip install vllm")):
         from_flags(Config, flags)
 
 
 def test_vllm_settings_reach_grpo_config(Config, monkeypatch):
     """With CUDA and vllm present (faked here), the modes map onto TRL's GRPOConfig fields."""
-    import t2g.train.config as config
     from t2g.train.grpo import vllm_args
 
-    monkeypatch.setattr(config, "cuda_available", lambda: True)
+    monkeypatch.setattr(validate, "cuda_available", lambda: True)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(config.importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real_find_spec(name, *a))
+    monkeypatch.setattr(validate.importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real_find_spec(name, *a))
     server = from_flags(Config, {"backend": "hf", "vllm_mode": "server", "vllm_server_host": "10.0.0.5",
                                  "vllm_server_port": 8001})
     assert vllm_args(server) == {"use_vllm": True, "vllm_gpu_memory_utilization": 0.6, "vllm_mode": "server",

@@ -16,34 +16,22 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from test_training import TEXTS, lora_tensors, tiny_args
-
-REPO = Path(__file__).resolve().parents[2]
-RECIPE = REPO / "recipes" / "grpo_qwen_1_5b.py"
-ACCELERATE = Path(sys.executable).with_name("accelerate")
-CONFIGS = REPO / "configs" / "accelerate"
+from recipe_run import (ACCELERATE, ACCELERATE_CONFIGS, MAIN_RECIPE, REPO, accelerate_launch, lora_tensors,
+                        run_recipe, tiny_args, write_nothing_to_extract)
 
 
-def launch(*args: str, cwd: Path, env: dict | None = None, processes: int = 2, timeout: float = 240):
-    full_env = dict(os.environ, UNSLOTH_AUTO_INSTALL="0", UNSLOTH_LLAMA_CPP_OFFLINE="1", HF_HUB_OFFLINE="1",
-                    TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", **(env or {}))
-    # The shipped DDP config (MULTI_GPU: torchrun; on a machine without GPUs a gloo group on CPU).
-    cmd = [str(ACCELERATE), "launch", "--config_file", str(CONFIGS / "ddp.yaml"), "--num_processes", str(processes),
-           "--dynamo_backend", "no", "--main_process_port", "0", str(RECIPE), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
+def launch(*args: str, cwd, env: dict | None = None, timeout: float = 240):
+    """The recipe as 2 processes; one thread each, as the machine's cores are shared between the ranks."""
+    return run_recipe(*args, launcher=accelerate_launch(2), cwd=cwd, env={"OMP_NUM_THREADS": "1", **(env or {})},
+                      timeout=timeout)
 
 
 @pytest.fixture()
-def empty_graphs(tmp_path) -> Path:
-    path = tmp_path / "empty-graphs.jsonl"
-    rows = [{"id": f"e{i}", "text": t, "entity_types": ["person", "organization"], "relation_types": ["works for"],
-             "graph": {"entities": [], "relations": []}} for i, t in enumerate(TEXTS)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+def empty_graphs(tmp_path):
+    return write_nothing_to_extract(tmp_path / "empty-graphs.jsonl")
 
 
 @pytest.mark.slow
@@ -52,7 +40,7 @@ def test_two_processes_train_one_adapter_and_rank0_writes(tiny_model_dir, empty_
     reports, work = tmp_path / "ranks", tmp_path / "work"
     work.mkdir()
     # No --output_dir: the timestamped default must come out the same on both ranks.
-    args = [a for a in tiny_args(tiny_model_dir, empty_graphs, Path("unused")) if not a.startswith("--output_dir")]
+    args = tiny_args(tiny_model_dir, empty_graphs, None)
     proc = launch(*args, "--backend=hf", "--run_name=dist", cwd=work, env={"T2G_RANK_REPORT": str(reports)})
     assert proc.returncode == 0, f"launch failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
@@ -100,7 +88,7 @@ def test_unsloth_backend_refuses_a_two_process_launch(tmp_path):
     assert proc.returncode != 0
     assert "--backend=unsloth trains on one GPU in one process, and this is a 2-process launch" in proc.stderr
     assert "use --backend=hf" in proc.stderr
-    assert "Traceback (most recent call last):\n  File \"" + str(RECIPE) not in proc.stderr  # a message, not a crash
+    assert "Traceback (most recent call last):\n  File \"" + str(MAIN_RECIPE) not in proc.stderr  # a message, not a crash
     assert not (tmp_path / "runs").exists()
 
 
@@ -110,7 +98,7 @@ def test_shipped_accelerate_configs_load(name, kind):
     """accelerate's own loader accepts each file (it rejects unknown keys) with the intended engine."""
     from accelerate.commands.config.config_args import load_config_from_file
 
-    config = load_config_from_file(str(CONFIGS / f"{name}.yaml"))
+    config = load_config_from_file(str(ACCELERATE_CONFIGS / f"{name}.yaml"))
     assert str(config.distributed_type).endswith(kind) and config.mixed_precision == "no"
     if name.startswith("deepspeed"):
         assert config.deepspeed_config["zero_stage"] == int(name[-1])

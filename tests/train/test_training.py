@@ -12,59 +12,21 @@ after SFT some completions end early and some do not: the group's rewards differ
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import rewards
+from recipe_run import lora_tensors, run_recipe_ok, tiny_args, write_nothing_to_extract
 from t2g.task.prompts import PROMPT_VERSION
 
-REPO = Path(__file__).resolve().parents[2]
-RECIPE = REPO / "recipes" / "grpo_qwen_1_5b.py"
 GRPO_NAMES = [f.__name__ for f in rewards.build(rewards.DEFAULT_WEIGHTS)[0]]
-
-
-def run_recipe(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, UNSLOTH_AUTO_INSTALL="0", UNSLOTH_LLAMA_CPP_OFFLINE="1", HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", **(env or {}))
-    proc = subprocess.run([sys.executable, str(RECIPE), *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=REPO)
-    assert proc.returncode == 0, f"recipe failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc
-
-
-TEXTS = ["The weather was mild all week.", "Rain fell on the quiet hills.", "A cat slept near the warm stove.",
-         "The river rose after the storm.", "Bread baked slowly in the oven.", "Leaves turned gold in the wind.",
-         "The clock ticked in the empty hall.", "Snow covered the long road."]
 
 
 @pytest.fixture(scope="module")
 def nothing_to_extract(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "empty-graphs.jsonl"
-    rows = [{"id": f"e{i}", "text": t, "entity_types": ["person", "organization"], "relation_types": ["works for"],
-             "graph": {"entities": [], "relations": []}} for i, t in enumerate(TEXTS)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def tiny_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--smoke", f"--model={model}", f"--dataset={data}", f"--output_dir={out}",
-            "--sft_max_steps=8", "--sft_learning_rate=2e-2", "--grpo_max_steps=2", "--grpo_learning_rate=1e-3",
-            "--max_completion_length=16", "--num_generations=4", "--grpo_batch_size=8", "--grpo_grad_accum=1",
-            "--lora_target_modules=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head",
-            "--save_steps=1", "--sample_every=1", *extra]
-
-
-def lora_tensors(adapter_dir: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
-    assert any("lora_A" in k for k in weights) and any("lora_B" in k for k in weights)
-    return weights
+    return write_nothing_to_extract(tmp_path_factory.mktemp("data") / "empty-graphs.jsonl")
 
 
 def tb_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -97,7 +59,7 @@ UNSLOTH_4BIT = ["--load_in_4bit=True", "--stages=sft,grpo"]
                          ids=["unsloth-bf16-cpu", "unsloth-fp32-cpu", "hf"])
 def test_recipe_sft_then_grpo(tiny_model_dir, nothing_to_extract, tmp_path, backend, extra, env):
     out = tmp_path / "run"
-    proc = run_recipe(*tiny_args(tiny_model_dir, nothing_to_extract, out, f"--backend={backend}", *extra), env=env)
+    proc = run_recipe_ok(*tiny_args(tiny_model_dir, nothing_to_extract, out, f"--backend={backend}", *extra), env=env)
     assert proc.stdout.rstrip().splitlines()[-1] == f"run directory: {out.resolve()}"
 
     # The run directory is complete.
@@ -153,8 +115,8 @@ def test_recipe_sft_then_grpo(tiny_model_dir, nothing_to_extract, tmp_path, back
 def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_extract, tmp_path):
     out = tmp_path / "run"
     args = tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf", "--stages=sft,grpo")
-    run_recipe(*args)  # stops at GRPO step 2 (a checkpoint every step)
-    proc = run_recipe(*args, "--grpo_max_steps=4", "--resume")
+    run_recipe_ok(*args)  # stops at GRPO step 2 (a checkpoint every step)
+    proc = run_recipe_ok(*args, "--grpo_max_steps=4", "--resume")
     assert "sft: already finished (8 steps); skipping" in proc.stderr
     assert f"grpo: resuming from {(out / 'grpo' / 'checkpoint-2').resolve()}" in proc.stderr
     assert proc.stdout.rstrip().splitlines()[-1] == f"run directory: {out.resolve()}"
@@ -173,7 +135,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_ex
 def test_bf16_autocast_trains_on_cpu(tiny_model_dir, nothing_to_extract, tmp_path):
     """--dtype=bf16 without CUDA: the Trainer needs use_cpu for CPU autocast (it refused to start before)."""
     out = tmp_path / "run"
-    run_recipe(*tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf", "--stages=sft,grpo", "--dtype=bf16"))
+    run_recipe_ok(*tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf", "--stages=sft,grpo", "--dtype=bf16"))
     assert train_steps(json.loads((out / "grpo" / "log_history.json").read_text())) == [1, 2]
     sft, grpo = lora_tensors(out / "sft" / "adapter"), lora_tensors(out / "grpo" / "adapter")
     assert any(not torch.equal(sft[k], grpo[k]) for k in sft if "lora_" in k)
@@ -202,7 +164,8 @@ def test_trainable_weights_follow_the_compute_dtype_without_autocast(compute, tr
 
 
 def test_cpu_precision_flags_and_fp16_refused_before_loading():
-    from t2g.train.config import ConfigError, TrainConfig, validate
+    from t2g.train.config import TrainConfig
+    from t2g.train.validate import ConfigError, validate
     from t2g.train.trainer_args import cpu_args, precision
 
     if torch.cuda.is_available():
