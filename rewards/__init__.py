@@ -5,7 +5,9 @@
     trainer = GRPOTrainer(..., reward_funcs=funcs, args=GRPOConfig(reward_weights=weights, ...))
     rewards.RewardDiagnosticsCallback(funcs).install(trainer)
 
-See `rewards.functions` for each reward's definition and range, `rewards.registry` for `build`.
+`rewards.REWARDS` holds one row per reward (name, function, range, default weight, reasoning-only,
+what it pays for); REGISTRY, DEFAULT_WEIGHTS, RANGES and REASONING_ONLY are derived from it.
+See `rewards.functions` for each reward's definition, `rewards.registry` for `build`.
 `RewardDiagnosticsCallback` is imported on first use (it needs transformers).
 """
 
@@ -15,7 +17,8 @@ from typing import Any
 
 from rewards.analysis import DEFAULT_MAX_COMPLETION_CHARS, Analysis, BatchAnalyzer, GoldError
 from rewards.diagnostics import Diagnostics
-from rewards.registry import DEFAULT_WEIGHTS, RANGES, REASONING_ONLY, REFERENCE_WEIGHTS, REGISTRY, build, check_weights
+from rewards.registry import (DEFAULT_WEIGHTS, RANGES, REASONING_ONLY, REFERENCE_WEIGHTS, REGISTRY, REWARDS, Reward, build,
+                              check_weights)
 
 __all__ = [
     "Analysis",
@@ -28,6 +31,8 @@ __all__ = [
     "REASONING_ONLY",
     "REFERENCE_WEIGHTS",
     "REGISTRY",
+    "REWARDS",
+    "Reward",
     "RewardDiagnosticsCallback",
     "build",
     "check_weights",

@@ -136,16 +136,3 @@ def soft_entity_match(a: Analysis) -> float:
     p, r = precision_sum / len(pred), sum(best_for_gold) / len(gold_tokens)
     return 2 * p * r / (p + r) if p + r else 0.0
 
-
-# name -> (per-completion function, (low, high)); the names are the ones TRL logs.
-SCORERS = {
-    "format": (format_reward, (0.0, 1.0)),
-    "json_valid": (json_valid, (0.0, 1.0)),
-    "entity_f1": (entity_f1, (0.0, 1.0)),
-    "relation_f1": (relation_f1, (0.0, 1.0)),
-    "grounding": (grounding, (-1.0, 0.0)),
-    "type_adherence": (type_adherence, (-1.0, 0.0)),
-    "consistency": (consistency, (-1.0, 0.0)),
-    "truncation": (truncation, (-1.0, 0.0)),
-    "soft_entity_match": (soft_entity_match, (0.0, 1.0)),
-}

@@ -1,4 +1,5 @@
-"""Rewards by name: the registry, the weight schemes, and `build()` for GRPO.
+"""Rewards by name: one row per reward, the registry and weight schemes derived from the rows,
+and `build()` for GRPO.
 
     funcs, weights = rewards.build(rewards.DEFAULT_WEIGHTS, reasoning=True, max_completion_length=512)
     GRPOTrainer(..., reward_funcs=funcs, args=GRPOConfig(reward_weights=weights, ...))
@@ -13,36 +14,62 @@ The REGISTRY functions stand alone: each call parses its batch itself. The funct
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from rewards import functions as f
 from rewards.analysis import DEFAULT_MAX_COMPLETION_CHARS, Analysis, BatchAnalyzer
 from rewards.diagnostics import Diagnostics
-from rewards.functions import SCORERS
 
 RewardFn = Callable[..., list[float]]
 
-# The kit's scheme: quality dominates (F1s), form earns a little, hygiene and truncation penalise.
-# soft_entity_match is opt-in (training-only partial credit): weight 0 here.
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "format": 0.25,
-    "json_valid": 0.25,
-    "entity_f1": 1.0,
-    "relation_f1": 1.0,
-    "grounding": 0.5,
-    "type_adherence": 0.5,
-    "consistency": 0.5,
-    "truncation": 1.0,
-    "soft_entity_match": 0.0,
-}
 
-# The reference open-r1-text2graph scheme, for the ablation: format + JSON + plain F1s, equal weights.
-REFERENCE_WEIGHTS: dict[str, float] = {"format": 1.0, "json_valid": 1.0, "entity_f1": 1.0, "relation_f1": 1.0}
+@dataclass(frozen=True)
+class Reward:
+    """Everything the kit knows about one reward; `name` is the metric TRL logs (`rewards/<name>/mean`)."""
 
-# Reward ranges (low, high) per name, as documented in each function's docstring.
-RANGES: dict[str, tuple[float, float]] = {name: bounds for name, (_, bounds) in SCORERS.items()}
+    name: str
+    score: Callable[[Analysis], float]
+    range: tuple[float, float]  # (low, high), as the function's docstring states
+    default_weight: float
+    reasoning_only: bool  # dropped by build() without a think block: the plain prompt asks for the JSON alone
+    pays_for: str  # one line, the README's "pays for" column
+    reference_weight: float = 0.0  # the open-r1-text2graph scheme, for the ablation
 
-# Rewards that only make sense with a think block; build() drops them in non-reasoning mode.
-REASONING_ONLY = frozenset({"format"})
+
+# The kit's scheme: quality dominates (F1s), form earns a little, hygiene and truncation penalise;
+# soft_entity_match is opt-in (training-only partial credit). The reference scheme is format + JSON
+# + plain F1s, equal weights.
+REWARDS: tuple[Reward, ...] = (
+    Reward("format", f.format_reward, (0.0, 1.0), 0.25, True,
+           "exactly one non-empty `<think>` block first, then the answer (reasoning mode only)",
+           reference_weight=1.0),
+    Reward("json_valid", f.json_valid, (0.0, 1.0), 0.25, False,
+           "1 for a valid graph, 0.5 with text around it, 0.25 for JSON of the wrong shape",
+           reference_weight=1.0),
+    Reward("entity_f1", f.entity_f1, (0.0, 1.0), 1.0, False,
+           "strict entity F1 from `t2g/task/scoring.py`; empty vs empty = 1; no usable graph = 0",
+           reference_weight=1.0),
+    Reward("relation_f1", f.relation_f1, (0.0, 1.0), 1.0, False,
+           "strict relation F1 from `t2g/task/scoring.py`; empty vs empty = 1; no usable graph = 0",
+           reference_weight=1.0),
+    Reward("grounding", f.grounding, (-1.0, 0.0), 0.5, False,
+           "minus the fraction of ungrounded spans; -1 without a usable graph"),
+    Reward("type_adherence", f.type_adherence, (-1.0, 0.0), 0.5, False,
+           "minus the fraction of off-list types; -1 without a usable graph"),
+    Reward("consistency", f.consistency, (-1.0, 0.0), 0.5, False,
+           "minus the fraction of dangling or repeated items; -1 without a usable graph"),
+    Reward("truncation", f.truncation, (-1.0, 0.0), 1.0, False,
+           "-1 when cut at the length limit (and no credit from any other reward)"),
+    Reward("soft_entity_match", f.soft_entity_match, (0.0, 1.0), 0.0, False,
+           "training-only partial credit for near-miss spans; never used in evaluation"),
+)
+
+DEFAULT_WEIGHTS: dict[str, float] = {r.name: r.default_weight for r in REWARDS}
+REFERENCE_WEIGHTS: dict[str, float] = {r.name: r.reference_weight for r in REWARDS if r.reference_weight}
+RANGES: dict[str, tuple[float, float]] = {r.name: r.range for r in REWARDS}
+REASONING_ONLY = frozenset(r.name for r in REWARDS if r.reasoning_only)
+_BY_NAME = {r.name: r for r in REWARDS}
 
 
 def _wrap(name: str, score: Callable[[Analysis], float], analyzer_of: Callable[[], BatchAnalyzer]) -> RewardFn:
@@ -54,13 +81,12 @@ def _wrap(name: str, score: Callable[[Analysis], float], analyzer_of: Callable[[
     return reward
 
 
-def _standalone(name: str) -> RewardFn:
-    score, _ = SCORERS[name]
+def _standalone(row: Reward) -> RewardFn:
     # A fresh analyzer per call: no state shared between calls (and no text-length caching surprises).
-    return _wrap(name, score, lambda: BatchAnalyzer())
+    return _wrap(row.name, row.score, lambda: BatchAnalyzer())
 
 
-REGISTRY: dict[str, RewardFn] = {name: _standalone(name) for name in SCORERS}
+REGISTRY: dict[str, RewardFn] = {r.name: _standalone(r) for r in REWARDS}
 
 
 def check_weights(weights: Mapping[str, float]) -> None:
@@ -105,7 +131,7 @@ def build(
     analyzer = BatchAnalyzer(max_completion_length, eos_token_id, max_completion_chars, diagnostics.update)
     funcs = []
     for name, _ in kept:
-        fn = _wrap(name, SCORERS[name][0], lambda: analyzer)
+        fn = _wrap(name, _BY_NAME[name].score, lambda: analyzer)
         fn.diagnostics = diagnostics  # type: ignore[attr-defined]
         fn.analyzer = analyzer  # type: ignore[attr-defined]
         funcs.append(fn)

@@ -26,33 +26,36 @@ HF collapses; `--n_threads 1` keeps the comparison meaningful there (and say so 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("UNSLOTH_AUTO_INSTALL", "0")
 os.environ.setdefault("UNSLOTH_LLAMA_CPP_OFFLINE", "1")
 
+from t2g.flags import flag, run  # noqa: E402  (light)
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "conll04" / "test.json"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="CoNLL04 test (SpERT JSON) or any dataset t2g reads")
-    p.add_argument("--limit", type=int, default=None, help="first N sentences (default: all)")
-    p.add_argument("--max_new_tokens", type=int, default=256)
-    p.add_argument("--batch_size", type=int, default=8,
-                   help="sequences decoded together, by HF and by llama.cpp (t2g.infer.llama_batched; its row 'one at a time' is 1)")
-    p.add_argument("--n_threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
-    p.add_argument("--gguf", default=None,
-                   help="the llama.cpp rows run this GGUF (e.g. a t2g export, q8_0) instead of SmolLM2's Q4_1; no HF row")
-    p.add_argument("--full_grammar", action="store_true", help="also time llama-cpp-python's own grammar= (slow)")
-    p.add_argument("--out", default=None, help="where the per-configuration reports go (default: a temp dir)")
-    return p.parse_args(argv)
+@dataclass
+class Flags:
+    """Benchmark: evaluating CoNLL04 test with SmolLM2-135M-Instruct on CPU, HF vs llama.cpp, free vs constrained."""
+
+    data: str = flag(str(DEFAULT_DATA), "CoNLL04 test (SpERT JSON) or any dataset t2g reads")
+    limit: int | None = flag(None, "first N sentences (default: all)")
+    max_new_tokens: int = flag(256, "tokens generated per sentence at most")
+    batch_size: int = flag(8, "sequences decoded together, by HF and by llama.cpp (t2g.infer.llama_batched; "
+                              "its row 'one at a time' is 1)")
+    n_threads: int | None = flag(None, "llama.cpp threads (default: all cores)")
+    gguf: str | None = flag(None, "the llama.cpp rows run this GGUF (e.g. a t2g export, q8_0) instead of "
+                                  "SmolLM2's Q4_1; no HF row")
+    full_grammar: bool = flag(False, "also time llama-cpp-python's own grammar= (slow)")
+    out: str | None = flag(None, "where the per-configuration reports go (default: a temp dir)")
 
 
 def folder(name: str) -> str:
@@ -60,41 +63,40 @@ def folder(name: str) -> str:
     return name.replace(" + ", "_").replace(", ", "_").replace(" ", "_")
 
 
-def configurations(args: argparse.Namespace) -> list[tuple[str, dict]]:
-    threads = {"n_threads": args.n_threads} if args.n_threads else {}
-    configs = [] if args.gguf else [
-        ("hf", {"backend": "hf", "batch_size": args.batch_size}),
+def configurations(flags: Flags) -> list[tuple[str, dict]]:
+    threads = {"n_threads": flags.n_threads} if flags.n_threads else {}
+    configs = [] if flags.gguf else [
+        ("hf", {"runtime": "hf", "batch_size": flags.batch_size}),
         ("hf + grammar", None),  # not supported: reported, not timed
     ]
     configs += [
-        ("llama.cpp, one at a time", {"backend": "llama.cpp", "batch_size": 1, "n_ctx": 2048, **threads}),
-        ("llama.cpp", {"backend": "llama.cpp", "batch_size": args.batch_size, "n_ctx": 2048, **threads}),
-        ("llama.cpp + grammar", {"backend": "llama.cpp", "constrained": True, "n_ctx": 2048, **threads}),
+        ("llama.cpp, one at a time", {"runtime": "llama.cpp", "batch_size": 1, "n_ctx": 2048, **threads}),
+        ("llama.cpp", {"runtime": "llama.cpp", "batch_size": flags.batch_size, "n_ctx": 2048, **threads}),
+        ("llama.cpp + grammar", {"runtime": "llama.cpp", "constrained": True, "n_ctx": 2048, **threads}),
     ]
-    if args.full_grammar:
+    if flags.full_grammar:
         configs.append(("llama.cpp + full grammar",
-                        {"backend": "llama.cpp", "constrained": True, "n_ctx": 2048, "grammar_mode": "full", **threads}))
+                        {"runtime": "llama.cpp", "constrained": True, "n_ctx": 2048, "grammar_mode": "full", **threads}))
     return configs
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def bench(flags: Flags) -> None:
     from t2g.eval.evaluate import evaluate
 
-    if not Path(args.data).is_file():
-        sys.exit(f"bench_eval: {args.data} not found; pass --data (CoNLL04 lives in ../shared/data/conll04/)")
-    out_root = Path(args.out or tempfile.mkdtemp(prefix="t2g-bench-eval-"))
+    if not Path(flags.data).is_file():
+        sys.exit(f"bench_eval: {flags.data} not found; pass --data (CoNLL04 lives in ../shared/data/conll04/)")
+    out_root = Path(flags.out or tempfile.mkdtemp(prefix="t2g-bench-eval-"))
     rows = []
-    for name, options in configurations(args):
+    for name, options in configurations(flags):
         if options is None:
             rows.append((name, None))
             continue
         print(f"== {name}", file=sys.stderr, flush=True)
-        model = args.gguf if args.gguf and options["backend"] == "llama.cpp" else "smollm2"
-        report = evaluate(model, args.data, str(out_root / folder(name)),
-                          args.limit, max_new_tokens=args.max_new_tokens, progress=True, **options)
+        model = flags.gguf if flags.gguf and options["runtime"] == "llama.cpp" else "smollm2"
+        report = evaluate(model, flags.data, str(out_root / folder(name)),
+                          flags.limit, max_new_tokens=flags.max_new_tokens, progress=True, **options)
         rows.append((name, report))
-    print_table(rows, args)
+    print_table(rows, flags)
     print_agreement(out_root, "llama.cpp, one at a time", "llama.cpp")
     print(f"\nreports: {out_root}", file=sys.stderr)
 
@@ -110,13 +112,13 @@ def print_agreement(out_root: Path, first: str, second: str) -> None:
     print(f"identical completions, {first} vs {second}: {sum(x == y for x, y in zip(a, b))}/{len(a)}")
 
 
-def print_table(rows: list, args: argparse.Namespace) -> None:
+def print_table(rows: list, flags: Flags) -> None:
     baseline = rows[0][0]  # hf, or with --gguf llama.cpp one at a time
     base = rows[0][1]["timing"]["sentences_per_s"]
     n = next(r for _, r in rows if r)["n_examples"]
-    model = args.gguf or "SmolLM2-135M-Instruct"
-    print(f"\n{Path(args.data).name}, {n} sentences, {model}, CPU ({os.cpu_count()} cores), greedy, "
-          f"max_new_tokens={args.max_new_tokens}, llama.cpp threads {args.n_threads or 'all'}, batch_size {args.batch_size}")
+    model = flags.gguf or "SmolLM2-135M-Instruct"
+    print(f"\n{Path(flags.data).name}, {n} sentences, {model}, CPU ({os.cpu_count()} cores), greedy, "
+          f"max_new_tokens={flags.max_new_tokens}, llama.cpp threads {flags.n_threads or 'all'}, batch_size {flags.batch_size}")
     print(f"{'configuration':<26}{'sent/s':>8}{'ratio':>8}{'ent F1':>8}{'rel F1':>8}{'JSON ok':>9}{'off-schema':>11}")
     print(f"(ratio: sentences/s against '{baseline}', measured in this run)")
     for name, r in rows:
@@ -127,6 +129,10 @@ def print_table(rows: list, args: argparse.Namespace) -> None:
         off = r["output"]["out_of_schema_rate"]
         print(f"{name:<26}{sps:>8.3f}{sps / base:>7.2f}x{100 * r['entity']['f1']:>8.1f}{100 * r['relation']['f1']:>8.1f}"
               f"{100 * r['json_valid_rate']:>8.1f}%{'n/a' if off is None else f'{100 * off:.1f}%':>11}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(Flags, bench, argv)
 
 
 if __name__ == "__main__":

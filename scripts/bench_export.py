@@ -14,27 +14,41 @@ Needs llama-cpp-python and llama.cpp's converter (`t2g fetch-llama-cpp`).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from t2g.flags import flag, parse, run
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "conll04" / "test.json"
+
+
+@dataclass
+class Flags:
+    """Benchmark: extraction throughput and F1 of HF fp32 vs GGUF q8_0 vs GGUF q4_k_m, in one run."""
+
+    model: str = flag("smollm2", "smollm2, an HF folder, a LoRA adapter or a training run (its adapter is merged)")
+    data: str = flag(str(DEFAULT_DATA), "the sentences: CoNLL04 test (SpERT JSON) or any dataset t2g reads")
+    limit: int = flag(20, "the first N sentences")
+    max_new_tokens: int = flag(192, "tokens generated per sentence at most")
+    threads: int = flag(0, "torch and llama.cpp threads (0: every core this process may use)")
+    quants: tuple[str, ...] = flag(("q8_0", "q4_k_m"), "the GGUFs made and compared, comma-separated")
+    out: str | None = flag(None, "also write the table as JSON here")
+    base_model: str | None = flag(None, "the base model under an adapter (default: the one the adapter or run names)")
 
 
 def _ggufs(model: str, work: Path, quants: list[str], base_model: str | None) -> tuple[str, dict[str, Path]]:
     """(HF model to compare against, {quant: gguf}) for `model` (smollm2, HF folder, adapter or run)."""
     from t2g.export.llama_cpp import find_llama_cpp
     from t2g.export.merge import merge_to_hf
-    from t2g.export.pipeline import run_adapter, run_base_model, write_ggufs
-    from t2g.infer.extractor import resolve_model
+    from t2g.export.pipeline import write_ggufs
+    from t2g.infer.resolve import resolve_model
 
-    run = Path(model)
-    if run.is_dir() and run_adapter(run) is not None:  # a training run: its final adapter, as t2g export takes it
-        base_model, model = base_model or run_base_model(run), str(run_adapter(run))
-    spec = resolve_model(model, "hf", base_model=base_model)
+    spec = resolve_model(model, "hf", base_model=base_model)  # a run directory: its final adapter, as t2g export takes it
     hf_dir = Path(spec.path)
     if spec.adapter:
         hf_dir = merge_to_hf(spec.path, spec.adapter, work / "merged", dtype="f32")
@@ -42,38 +56,38 @@ def _ggufs(model: str, work: Path, quants: list[str], base_model: str | None) ->
     return str(hf_dir), dict(zip(quants, paths))
 
 
-def main(model: str = "smollm2", data: str = str(DEFAULT_DATA), limit: int = 20, max_new_tokens: int = 192,
-         threads: int = 0, quants: str = "q8_0,q4_k_m", out: str | None = None, base_model: str | None = None) -> None:
+def bench(flags: Flags) -> dict:
     import torch
 
     from t2g.data.load import load_examples
     from t2g.export.parity import run_side
 
-    threads = threads or len(os.sched_getaffinity(0))
+    threads = flags.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
-    examples = load_examples(data)[:limit]
-    quant_list = [q.strip() for q in quants.split(",") if q.strip()] if isinstance(quants, str) else list(quants)
+    examples = load_examples(flags.data)[:flags.limit]
     rows = []
     with tempfile.TemporaryDirectory(prefix="t2g-bench-") as tmp:
-        hf_model, ggufs = _ggufs(model, Path(tmp), quant_list, base_model)
+        hf_model, ggufs = _ggufs(flags.model, Path(tmp), list(flags.quants), flags.base_model)
         sides = [("hf fp32", hf_model, "hf", {"dtype": "fp32"})]
         sides += [(f"gguf {q}", str(p), "llama.cpp", {"n_threads": threads, "n_ctx": 2048}) for q, p in ggufs.items()]
         sizes = {f"gguf {q}": p.stat().st_size for q, p in ggufs.items()}
-        for label, path, backend, options in sides:
+        for label, path, runtime, options in sides:
             print(f"bench: {label} on {len(examples)} sentences ...", file=sys.stderr)
-            report = run_side(path, backend, examples, max_new_tokens=max_new_tokens, **options).report
+            report = run_side(path, runtime, examples, max_new_tokens=flags.max_new_tokens, **options).report
             rows.append({"runtime": label, "file_mb": round(sizes.get(label, 0) / 2**20, 1) or None,
                          **{k: report[k] for k in ("texts_per_second", "tokens_per_second", "completion_tokens", "seconds",
                                             "load_seconds", "json_valid", "entity_f1", "relation_f1")}})
     base = rows[0]["tokens_per_second"]
     for row in rows:  # like-for-like: generated tokens per second (texts/s also depends on answer lengths)
         row["speed_vs_hf_fp32"] = row["tokens_per_second"] / base if base and row["tokens_per_second"] else None
-    result = {"model": model, "data": data, "n": len(examples), "max_new_tokens": max_new_tokens, "threads": threads, "rows": rows}
+    result = {"model": flags.model, "data": flags.data, "n": len(examples), "max_new_tokens": flags.max_new_tokens,
+              "threads": threads, "rows": rows}
     _print_table(result)
-    if out:
+    if flags.out:
         from t2g.files import write_json_atomic
 
-        write_json_atomic(out, result)
+        write_json_atomic(flags.out, result)
+    return result
 
 
 def _print_table(result: dict) -> None:
@@ -87,9 +101,15 @@ def _print_table(result: dict) -> None:
               f"{r['file_mb'] or '-':>9}")
 
 
-if __name__ == "__main__":
-    import fire
+def main(argv: list[str] | None = None, **given: Any) -> dict | None:
+    """From the command line (`argv`, default sys.argv), or from Python with the flags as keywords:
+    `main(model="smollm2", limit=4)`."""
+    if given:
+        return bench(parse(Flags, given))
+    return run(Flags, bench, argv)
 
+
+if __name__ == "__main__":
     os.environ.setdefault("UNSLOTH_AUTO_INSTALL", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    fire.Fire(main)
+    main()

@@ -19,73 +19,81 @@ the load, so expect about 1x from this server and rerun before trusting any rati
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from t2g.data.canonical import read_jsonl  # noqa: E402
-from t2g.data.load import example_dataset_path
-from t2g.synth.generate import GenerateConfig, generate  # noqa: E402
+from t2g.data.load import example_dataset_path  # noqa: E402
+from t2g.flags import FlagError, flag, run  # noqa: E402
 from t2g.infer.openai_client import OpenAIChatClient  # noqa: E402
+from t2g.synth.config import GenerateConfig  # noqa: E402
+from t2g.synth.generate import generate  # noqa: E402
+from t2g.synth.teacher import STRUCTURED  # noqa: E402
 
 
-def run_once(base_url: str, model: str, texts: Path, out_dir: Path, concurrency: int, args) -> tuple[float, dict]:
+@dataclass
+class Flags:
+    """Benchmark `t2g generate`: rows/second at concurrency 1 and N against the same server, same run."""
+
+    base_url: str | None = flag(None, "an OpenAI-compatible endpoint (default: start llama_cpp.server with SmolLM2)")
+    model: str = flag("smollm2", "the model name sent to the server")
+    n_threads: int = flag(1, "llama.cpp threads of the server it starts")
+    rows: int = flag(6, "texts per run (the shipped examples)")
+    repeats: int = flag(2, "runs at each concurrency, alternating 1, N, N, 1, ...")
+    concurrency: int = flag(4, "N, the requests in flight compared with 1 (>= 2)")
+    max_tokens: int = flag(64, "tokens per teacher answer")
+    structured: str = flag("json_object", "how the answer's shape is enforced", choices=STRUCTURED)
+    entity_types: tuple[str, ...] = flag(("person", "organization", "location"), "entity types, comma-separated")
+    relation_types: tuple[str, ...] = flag(("works for", "located in", "founded", "lives in"),
+                                           "relation types, comma-separated")
+
+
+def run_once(base_url: str, model: str, texts: Path, out_dir: Path, concurrency: int, flags: Flags) -> tuple[float, dict]:
     cfg = GenerateConfig(input=str(texts), output=str(out_dir / "out.jsonl"), base_url=base_url, model=model,
-                         entity_types=args.entity_types.split(","), relation_types=args.relation_types.split(","),
-                         structured=args.structured, ground_spans=args.structured != "none",
-                         concurrency=concurrency, max_tokens=args.max_tokens, timeout=300, augment_copies=0,
+                         entity_types=list(flags.entity_types), relation_types=list(flags.relation_types),
+                         structured=flags.structured, ground_spans=flags.structured != "none",
+                         concurrency=concurrency, max_tokens=flags.max_tokens, timeout=300, augment_copies=0,
                          progress=False)
     start = time.perf_counter()
     report = generate(cfg)
     return time.perf_counter() - start, report
 
 
-def bench(base_url: str, model: str, args) -> None:
-    examples = read_jsonl(example_dataset_path())[: args.rows]
+def bench(base_url: str, model: str, flags: Flags) -> None:
+    examples = read_jsonl(example_dataset_path())[: flags.rows]
     with tempfile.TemporaryDirectory(prefix="t2g-bench-") as tmp:
         texts = Path(tmp) / "texts.txt"
         texts.write_text("\n".join(ex.text for ex in examples) + "\n", encoding="utf-8")
         OpenAIChatClient(base_url, model).chat([{"role": "user", "content": "Hi"}], max_tokens=4)  # warm-up
-        results: dict[int, list[float]] = {1: [], args.concurrency: []}
-        order = [1, args.concurrency]
-        for i in range(args.repeats):
+        results: dict[int, list[float]] = {1: [], flags.concurrency: []}
+        order = [1, flags.concurrency]
+        for i in range(flags.repeats):
             for n in order if i % 2 == 0 else order[::-1]:
                 out_dir = Path(tmp) / f"run{i}-c{n}"
                 out_dir.mkdir()
-                seconds, report = run_once(base_url, model, texts, out_dir, n, args)
+                seconds, report = run_once(base_url, model, texts, out_dir, n, flags)
                 answered = report["teacher"]["answered_now"]
                 if report["failed_rows"]:
                     sys.exit(f"concurrency {n}: {report['failed_rows']} rows failed; see {out_dir}/out.errors.jsonl")
                 results[n].append(answered / seconds)
                 print(f"run {i + 1}, concurrency {n}: {answered} rows in {seconds:.1f} s = "
                       f"{results[n][-1]:.3f} rows/s (kept {report['examples_kept']})", flush=True)
-    one, many = statistics.median(results[1]), statistics.median(results[args.concurrency])
-    print(f"median rows/s: concurrency 1 = {one:.3f}, concurrency {args.concurrency} = {many:.3f}; "
-          f"speed-up {many / one:.2f}x over {args.repeats} alternating repeat(s)")
+    one, many = statistics.median(results[1]), statistics.median(results[flags.concurrency])
+    print(f"median rows/s: concurrency 1 = {one:.3f}, concurrency {flags.concurrency} = {many:.3f}; "
+          f"speed-up {many / one:.2f}x over {flags.repeats} alternating repeat(s)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base_url", help="an OpenAI-compatible endpoint; default: start llama_cpp.server with SmolLM2")
-    parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--n_threads", type=int, default=1, help="llama.cpp threads of the server it starts")
-    parser.add_argument("--rows", type=int, default=6)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--max_tokens", type=int, default=64)
-    parser.add_argument("--structured", default="json_object", choices=["json_schema", "json_object", "grammar", "none"])
-    parser.add_argument("--entity_types", default="person,organization,location")
-    parser.add_argument("--relation_types", default="works for,located in,founded,lives in")
-    args = parser.parse_args()
-    if args.concurrency < 2 or args.rows < 1 or args.repeats < 1:
-        parser.error("--concurrency must be >= 2 (it is compared with 1), --rows and --repeats >= 1")
-    if args.base_url:
-        bench(args.base_url, args.model, args)
+def start(flags: Flags) -> None:
+    if flags.concurrency < 2 or flags.rows < 1 or flags.repeats < 1:
+        raise FlagError("--concurrency must be >= 2 (it is compared with 1), --rows and --repeats >= 1")
+    if flags.base_url:
+        bench(flags.base_url, flags.model, flags)
         return
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from servers import llama_server  # the same bounded, always-stopped launcher as the tests
@@ -96,8 +104,12 @@ def main() -> None:
         gguf = smollm2_gguf_path()
     except AssetError as exc:
         sys.exit(f"{exc} (or give --base_url)")
-    with llama_server(gguf, n_threads=args.n_threads) as url:
-        bench(url, args.model, args)
+    with llama_server(gguf, n_threads=flags.n_threads) as url:
+        bench(url, flags.model, flags)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(Flags, start, argv)
 
 
 if __name__ == "__main__":

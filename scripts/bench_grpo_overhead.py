@@ -27,12 +27,29 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("UNSLOTH_AUTO_INSTALL", "0")
 os.environ.setdefault("UNSLOTH_LLAMA_CPP_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from t2g.flags import flag, run  # noqa: E402  (light)
+
+
+@dataclass
+class Flags:
+    """GRPO step time: the kit's GRPO stage against a plain TRL script, same model, settings, run."""
+
+    model: str = flag("embedded:tiny", "the model of the CPU section")
+    steps: int = flag(8, "GRPO steps per run")
+    rounds: int = flag(3, "CPU section: kit and plain TRL runs, alternating")
+    warmup: int = flag(2, "first steps of each run left out of the timing")
+    max_completion_length: int = flag(32, "tokens per sampled completion at most")
+    num_generations: int = flag(4, "completions per prompt")
+    batch_size: int = flag(4, "completions per step")
+    gpu_model: str = flag("embedded:smollm2", "the model of the GPU section (unsloth vs hf, 4-bit)")
 
 
 def step_timer():
@@ -176,16 +193,17 @@ def gpu_section(opts: dict) -> None:
               f"peak memory {results['unsloth']['peak_gib'] / results['hf']['peak_gib']:.3f}")
 
 
-def main(model: str = "embedded:tiny", steps: int = 8, rounds: int = 3, warmup: int = 2, max_completion_length: int = 32,
-         num_generations: int = 4, batch_size: int = 4, gpu_model: str = "embedded:smollm2") -> None:
-    opts = dict(model=model, grpo_max_steps=steps, max_completion_length=max_completion_length,
-                num_generations=num_generations, grpo_batch_size=batch_size, grpo_grad_accum=1,
-                rounds=rounds, warmup=warmup)
+def bench(flags: Flags) -> None:
+    opts = dict(model=flags.model, grpo_max_steps=flags.steps, max_completion_length=flags.max_completion_length,
+                num_generations=flags.num_generations, grpo_batch_size=flags.batch_size, grpo_grad_accum=1,
+                rounds=flags.rounds, warmup=flags.warmup)
     cpu_section(dict(opts))
-    gpu_section({**opts, "model": gpu_model})
+    gpu_section({**opts, "model": flags.gpu_model})
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(Flags, bench, argv)
 
 
 if __name__ == "__main__":
-    import fire
-
-    fire.Fire(main)
+    main()

@@ -21,7 +21,6 @@ Best of `--repeats`.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -29,6 +28,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,12 +36,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import rewards  # noqa: E402
 from t2g.data.canonical import Example  # noqa: E402
-from t2g.data.load import load_examples
+from t2g.data.load import load_examples  # noqa: E402
+from t2g.flags import FlagError, flag, run  # noqa: E402
 from t2g.task.prompts import render_target  # noqa: E402
-from t2g.task.schema import Graph  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll04" / "test.json"
 MAX_COMPLETION_LENGTH = 256  # tokens; ~4 characters a token for the fake completion_ids
+
+
+@dataclass
+class Flags:
+    """Benchmark the reward module: completions/second for the default reward set, one core."""
+
+    data: str = flag(str(DEFAULT_DATA), "CoNLL04 SpERT .json, canonical .jsonl, or 'examples'")
+    n: int = flag(4096, "completions in the batch")
+    group: int = flag(8, "completions per prompt (GRPO num_generations)")
+    repeats: int = flag(5, "timed runs of each side; the best counts")
+    seed: int = flag(0, "the batch's seed")
 
 
 def _dicts(ex: Example) -> tuple[list[dict], list[dict]]:
@@ -148,39 +159,36 @@ def pin_one_core() -> str:
     return f"pinned to CPU {cpu}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="CoNLL04 SpERT .json, canonical .jsonl, or 'examples'")
-    parser.add_argument("--n", type=int, default=4096, help="completions in the batch")
-    parser.add_argument("--group", type=int, default=8, help="completions per prompt (GRPO num_generations)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if args.data != "examples" and not Path(args.data).is_file():
-        sys.exit(f"error: {args.data} not found; pass --data PATH (CoNLL04 SpERT json) or --data examples")
+def bench(flags: Flags) -> None:
+    if flags.data != "examples" and not Path(flags.data).is_file():
+        raise FlagError(f"--data={flags.data}: not found; pass --data PATH (CoNLL04 SpERT json) or --data examples")
 
     core = pin_one_core()
-    examples = load_examples(args.data)
-    completions, columns = make_batch(examples, args.n, args.group, args.seed)
+    examples = load_examples(flags.data)
+    completions, columns = make_batch(examples, flags.n, flags.group, flags.seed)
     names = [n for n, w in rewards.DEFAULT_WEIGHTS.items() if w != 0]
 
     cached = run_cached(completions, columns)
     assert list(cached) == names, "the default set in reasoning mode is every non-zero default weight"
     assert cached == run_naive(completions, columns, names), "cached and naive rewards must be identical"
-    (w_cached, c_cached) = _time(lambda: run_cached(completions, columns), args.repeats)
-    (w_naive, c_naive) = _time(lambda: run_naive(completions, columns, names), args.repeats)
+    (w_cached, c_cached) = _time(lambda: run_cached(completions, columns), flags.repeats)
+    (w_naive, c_naive) = _time(lambda: run_naive(completions, columns, names), flags.repeats)
 
     n = len(completions)
-    print(f"data: {args.data} ({len(examples)} examples), batch: {n} completions, groups of {args.group}; {core}")
+    print(f"data: {flags.data} ({len(examples)} examples), batch: {n} completions, groups of {flags.group}; {core}")
     print(f"default reward set ({len(names)} rewards): {', '.join(names)}")
     for name, values in cached.items():
         print(f"  {name:>18}: mean {statistics.fmean(values):+.3f}  min {min(values):+.2f}  max {max(values):+.2f}")
-    print(f"best of {args.repeats}       completions/s (CPU time)   completions/s (wall)")
+    print(f"best of {flags.repeats}       completions/s (CPU time)   completions/s (wall)")
     print(f"cached (one parse/batch): {n / c_cached:10.0f}            {n / w_cached:10.0f}")
     print(f"naive (re-parse/reward):  {n / c_naive:10.0f}            {n / w_naive:10.0f}")
     print(f"ratio cached/naive:       {c_naive / c_cached:10.2f}x           {w_naive / w_cached:10.2f}x")
     verdict = "met" if n / c_cached >= 5000 else "NOT met"
     print(f"target >= 5000 completions/s on one core (CPU time): {verdict}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(Flags, bench, argv)
 
 
 if __name__ == "__main__":

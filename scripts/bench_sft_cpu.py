@@ -20,7 +20,6 @@ glibc's malloc.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -28,16 +27,39 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from t2g.train import malloc as allocator
+from t2g.flags import FlagError, flag, run  # noqa: E402  (light)
 from t2g.train import cpu_features as cpu  # noqa: E402  (light: no torch)
+from t2g.train import malloc as allocator  # noqa: E402
 
 DTYPES = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class Flags:
+    """SFT step time and memory on CPU: malloc (glibc or mimalloc) and dtype (fp32 or bf16), same steps, same run."""
+
+    arms: tuple[str, ...] = flag(("glibc/auto", "mimalloc/auto"), "comma-separated allocator/dtype pairs; the first "
+                                                                  "is the baseline")
+    steps: int = flag(160, "SFT steps per arm (the docs' run slowed after ~100)")
+    threads: int = flag(2, "cores each arm is pinned to (the quality benchmark's SFT uses 2)")
+    first_core: int = flag(0, "the first of those cores")
+    seed: int = flag(42, "the training seed (it fixes the batches)")
+    out: str = flag("/tmp/t2g-bench-sft-cpu", "scratch folder (emptied per arm)")
+
+
+# One arm in a process of its own, started under its allocator (LD_PRELOAD in its environment).
+WORKER = r"""
+import sys
+sys.path[:0] = [{scripts!r}, {repo!r}]
+import bench_sft_cpu
+bench_sft_cpu.worker({out!r}, steps={steps}, threads={threads}, first_core={first_core}, seed={seed}, dtype={dtype!r})
+"""
 
 
 def rss_mb() -> tuple[float, float]:
@@ -46,18 +68,18 @@ def rss_mb() -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def worker(args: argparse.Namespace) -> None:
+def worker(out: str, steps: int, threads: int, first_core: int, seed: int, dtype: str) -> None:
     """One arm's SFT run (this process was started under its allocator); writes <out>/result.json."""
     from bench_grpo_overhead import step_timer
-    from bench_quality import FULL, set_threads, train_config
+    from quality_stages import FULL, set_threads, train_config
 
-    set_threads(args.threads, args.first_core)
-    from t2g.train import pipeline as train
+    set_threads(threads, first_core)
     from t2g.files import write_json_atomic
+    from t2g.train import pipeline as train
 
-    out = Path(args.out)
-    sizes = replace(FULL, sft_steps=args.steps, select_every=args.steps)
-    session = train.start(train_config(out / "run", sizes, args.seed, "sft", dtype=args.worker_dtype))
+    out = Path(out)
+    sizes = replace(FULL, sft_steps=steps, select_every=steps)
+    session = train.start(train_config(out / "run", sizes, seed, "sft", dtype=dtype))
     timer = step_timer()
     session.callbacks.append(timer)
     train.sft(session)
@@ -68,19 +90,17 @@ def worker(args: argparse.Namespace) -> None:
                                             "adapter_sha256": hashlib.sha256(weights).hexdigest()})
 
 
-def parse_arms(text: str) -> list[tuple[str, str]]:
+def parse_arms(items: tuple[str, ...]) -> list[tuple[str, str]]:
     arms = []
-    for item in (x.strip() for x in text.split(",")):
-        if not item:
-            continue
+    for item in items:
         name, _, dtype = item.partition("/")
         dtype = dtype or "auto"
         if name not in allocator.ALLOCATORS or dtype not in DTYPES:
-            raise ValueError(f"--arms: {item!r} is not allocator/dtype with allocator one of "
-                             f"{', '.join(allocator.ALLOCATORS)} and dtype one of {', '.join(DTYPES)}")
+            raise FlagError(f"--arms: {item!r} is not allocator/dtype with allocator one of "
+                            f"{', '.join(allocator.ALLOCATORS)} and dtype one of {', '.join(DTYPES)}")
         arms.append((name, cpu.training_dtype() if dtype == "auto" else dtype))
     if not arms:
-        raise ValueError("--arms is empty; e.g. --arms glibc/fp32,mimalloc/fp32")
+        raise FlagError("--arms is empty; e.g. --arms glibc/fp32,mimalloc/fp32")
     return arms
 
 
@@ -93,51 +113,34 @@ def summarize(label: str, result: dict) -> dict:
             "rss_end_mb": result["rss_end_mb"], "rss_peak_mb": result["rss_peak_mb"], "adapter_sha256": result["adapter_sha256"]}
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arms", default="glibc/auto,mimalloc/auto",
-                        help="comma-separated allocator/dtype pairs; the first is the baseline")
-    parser.add_argument("--steps", type=int, default=160, help="SFT steps per arm (the docs' run slowed after ~100)")
-    parser.add_argument("--threads", type=int, default=2, help="cores each arm is pinned to (the quality benchmark's SFT uses 2)")
-    parser.add_argument("--first_core", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", default="/tmp/t2g-bench-sft-cpu", help="scratch folder (emptied per arm)")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--worker_dtype", default="fp32", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        worker(args)
-        return []
-    if args.steps < 2:
-        parser.error("--steps must be >= 2 (the first step is warm-up, reported apart)")
-    try:
-        arms = parse_arms(args.arms)
-        envs = {name: allocator.environment(name) for name, _ in arms}  # a missing mimalloc fails here, before training
-    except (ValueError, allocator.AllocatorError) as exc:
-        parser.error(str(exc))
+def bench(flags: Flags) -> list[dict]:
+    if flags.steps < 2:
+        raise FlagError("--steps must be >= 2 (the first step is warm-up, reported apart)")
+    arms = parse_arms(flags.arms)
+    envs = {name: allocator.environment(name) for name, _ in arms}  # a missing mimalloc fails here, before training
     rows = []
     for name, dtype in arms:
         label = f"{name}/{dtype}"
-        out = Path(args.out) / label.replace("/", "-")
+        out = Path(flags.out) / label.replace("/", "-")
         shutil.rmtree(out, ignore_errors=True)
-        cmd = [sys.executable, __file__, "--worker", "--worker_dtype", dtype, "--out", str(out), "--steps", str(args.steps),
-               "--threads", str(args.threads), "--first_core", str(args.first_core), "--seed", str(args.seed)]
-        print(f"bench_sft_cpu: {label}: {args.steps} SFT steps on {args.threads} core(s), started {time.strftime('%H:%M:%S')}",
+        code = WORKER.format(scripts=str(REPO / "scripts"), repo=str(REPO), out=str(out), steps=flags.steps,
+                             threads=flags.threads, first_core=flags.first_core, seed=flags.seed, dtype=dtype)
+        print(f"bench_sft_cpu: {label}: {flags.steps} SFT steps on {flags.threads} core(s), started {time.strftime('%H:%M:%S')}",
               flush=True)
-        done = subprocess.run(cmd, env=envs[name])
+        done = subprocess.run([sys.executable, "-c", code], env=envs[name])
         if done.returncode != 0:
             sys.exit(f"bench_sft_cpu: the {label} run failed (exit {done.returncode}); its output is above")
         result = json.loads((out / "result.json").read_text())
         if result["allocator"] != name:
             sys.exit(f"bench_sft_cpu: the {label} run ran on {result['allocator']} (LD_PRELOAD not honoured?)")
         rows.append(summarize(label, result))
-    print(report(rows, args))
+    print(report(rows, flags))
     return rows
 
 
-def report(rows: list[dict], args: argparse.Namespace) -> str:
+def report(rows: list[dict], flags: Flags) -> str:
     base = rows[0]
-    lines = [f"\nSFT on CoNLL04, SmolLM2-135M-Instruct, batch 4, {args.steps} steps on {args.threads} core(s) of "
+    lines = [f"\nSFT on CoNLL04, SmolLM2-135M-Instruct, batch 4, {flags.steps} steps on {flags.threads} core(s) of "
              f"{cpu.model_name()} (native bf16: {cpu.native_bf16()}); ratios against {base['arm']} measured in this run "
              f"(< 1: faster / smaller). Step times exclude the first (warm-up) step.",
              f"{'arm':<15} {'warm-up s':>9} {'first 1/4 s/step':>16} {'last 1/4 s/step':>15} {'mean s/step':>11} "
@@ -147,6 +150,10 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
                      f"{r['mean_s'] / base['mean_s']:>7.2f} {r['rss_end_mb']:>10} {r['rss_peak_mb']:>11} "
                      f"{r['rss_peak_mb'] / base['rss_peak_mb']:>7.2f}  {'yes' if r['adapter_sha256'] == base['adapter_sha256'] else 'no'}")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    return run(Flags, bench, argv, errors=(allocator.AllocatorError,)) or []
 
 
 if __name__ == "__main__":

@@ -13,22 +13,13 @@ from __future__ import annotations
 
 import runpy
 
-import llama_cpp.llama_cpp as llama_lib
-
-_default_model_params = llama_lib.llama_model_default_params
-
-
-def _model_params_without_extra_bufts():
-    params = _default_model_params()
-    params.use_extra_bufts = False
-    return params
+from t2g.infer.llama_cpp_backend import extra_buffer_types
 
 
 def main() -> None:
-    # llama_cpp.Llama reads the defaults through this module attribute, so patching it here
-    # applies to every model the server loads.
-    llama_lib.llama_model_default_params = _model_params_without_extra_bufts
-    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+    # The server loads its models inside the block, so every one gets the patched defaults.
+    with extra_buffer_types(False):
+        runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import sys
 import types
 import typing
@@ -175,7 +176,7 @@ def _shown(value: Any) -> str:
 def help_text(cls: type, prog: str, extra: Sequence[tuple[str, str, str]] = ()) -> str:
     """usage, the class docstring, then one line a flag: --name (type, default): help.
     `extra` adds (flag, default, help) rows that are not fields (a recipe's reward weights)."""
-    lines = [f"usage: {prog} [--flag=value ...]", "", (cls.__doc__ or "").strip(), "", "flags:"]
+    lines = [f"usage: {prog} [--flag=value ...]", "", inspect.cleandoc(cls.__doc__ or ""), "", "flags:"]
     rows = []
     for f in flag_fields(cls):
         if f.default is not MISSING:

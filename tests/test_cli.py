@@ -227,3 +227,48 @@ def test_console_script_error_has_no_traceback(tmp_path):
                           capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert done.returncode == 2
     assert done.stderr.startswith("t2g: error: ") and "no such file" in done.stderr and "Traceback" not in done.stderr
+
+
+# --- every command is a flags dataclass: --help, misspelt flags, values that do not fit -----------
+
+COMMAND_NAMES = ["convert", "score", "compare", "generate", "export", "fetch-llama-cpp", "extract", "evaluate"]
+
+
+def test_every_command_lists_every_flag_with_type_default_and_meaning(capsys):
+    import typing
+
+    from t2g.cli import COMMANDS
+    from t2g.flags import flag_fields, type_name
+
+    assert list(COMMANDS) == COMMAND_NAMES
+    for name in COMMAND_NAMES:
+        code, out, err = run_cli([name, "--help"], capsys)
+        assert code == 0 and err == "" and out.startswith(f"usage: t2g {name} ")
+        lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  --")}
+        cls = COMMANDS[name]()[0]
+        hints = typing.get_type_hints(cls)
+        for field in flag_fields(cls):
+            line = lines[f"--{field.name}"]
+            assert f"({type_name(hints[field.name])}, " in line, line
+            assert field.metadata.get("help") and field.metadata["help"] in line, (name, field.name)
+    code, out, _ = run_cli([], capsys)
+    assert code == 0 and all(f"  {name} " in out for name in COMMAND_NAMES)
+
+
+@pytest.mark.parametrize("argv,fragments", [
+    (["extract", "--text", "x", "--n_ctxx", "5"], ["unknown flag --n_ctxx", "did you mean --n_ctx"]),
+    (["extract", "--text", "x", "--backend", "hf"], ["unknown flag --backend"]),  # the runtime is --runtime
+    (["convert", "--inptu", "a", "--output", "b"], ["--inptu", "did you mean --input"]),
+    (["extract", "--text", "x", "--runtime", "vllm"], ["--runtime='vllm' is not one of auto, hf, llama.cpp, openai"]),
+    (["evaluate", "--model", "m", "--data", "d", "--out", "o", "--dtype", "fp8"], ["--dtype='fp8'", "bf16"]),
+    (["compare", "--gold", "g", "--pred_a", "a", "--pred_b", "b", "--resamples", "0"], ["--resamples=0"]),
+    (["compare", "--gold", "g", "--pred_a", "a", "--pred_b", "b", "--seed", "x"], ["--seed", "whole number"]),
+    (["export", "--model", "m", "--on_parity_fail", "ignore"], ["--on_parity_fail='ignore'", "fail, warn"]),
+    (["extrat"], ["unknown command 'extrat'", "did you mean extract"]),
+    (["score", "stray", "--gold", "g"], ["unexpected argument", "stray"]),
+])
+def test_a_flag_that_does_not_fit_is_one_line(argv, fragments, capsys):
+    code, out, err = run_cli(argv, capsys)
+    assert code == 2 and err.startswith("t2g: error: ") and err.count("\n") == 1 and out == "", err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)

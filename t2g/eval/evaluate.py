@@ -1,30 +1,34 @@
 """`t2g evaluate`: a model on a dataset -> report.json, report.md, per_type_f1.png, predictions.jsonl.
 
     t2g evaluate --model smollm2 --data ../shared/data/conll04/test.json --out eval/smollm2 --limit 20
-    t2g evaluate --model runs/my-run --data test.jsonl --out eval/run --backend hf
-    t2g evaluate --model qwen2.5:1.5b --backend openai --base_url http://127.0.0.1:11434/v1 --data ... --out ...
+    t2g evaluate --model runs/my-run --data test.jsonl --out eval/run --runtime hf
+    t2g evaluate --model qwen2.5:1.5b --base_url http://127.0.0.1:11434/v1 --data ... --out ...
 
 The predictions are written first and the report is computed FROM THAT FILE with
 `t2g.eval.predictions` (the code behind `t2g score`) and `t2g.task.scoring`, so `t2g score --gold
 DIR/gold.jsonl --pred DIR/predictions.jsonl` reproduces every P/R/F1 in the report (gold.jsonl holds
 the evaluated examples, after --limit, in the canonical format). The output diagnostics (hallucinated
 spans, out-of-schema types, dangling relations) come from `t2g.task.schema.validate_graph`, the same
-validation the rewards use. Decoding is greedy: the same model, data and backend give the same report.
+validation the rewards use. Decoding is greedy: the same model, data and runtime give the same report.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from t2g.data.canonical import DataError, Example, write_jsonl
 from t2g.data.load import load_examples
-from t2g.infer.extractor import Extraction, Extractor, make_request, open_backend, progress_bar, resolve_model
-from t2g.files import atomic_open, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from t2g.eval.predictions import read_predictions, score_predictions
+from t2g.files import atomic_open, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from t2g.flags import flag
+from t2g.infer.extractor import Extractor
+from t2g.infer.options import inference_flags, inference_settings
+from t2g.infer.runner import Extraction, make_request
 from t2g.task.prompts import PROMPT_VERSION
 from t2g.task.schema import DANGLING_HEAD, DANGLING_TAIL, SPAN_NOT_IN_TEXT, UNKNOWN_ENTITY_TYPE, UNKNOWN_RELATION_TYPE, Graph, TaskContext, validate_graph
 
@@ -35,37 +39,58 @@ REPORT_MD = "report.md"
 CHART = "per_type_f1.png"
 
 
+@inference_flags
+@dataclass
+class EvaluateFlags:
+    """Evaluate a model on a dataset: DIR/report.json, report.md, per_type_f1.png, predictions.jsonl, gold.jsonl.
+
+    Example: t2g evaluate --model smollm2 --data ../shared/data/conll04/test.json --out eval/smollm2 --limit 20
+    `t2g score --gold DIR/gold.jsonl --pred DIR/predictions.jsonl` reproduces the report's P/R/F1.
+    """
+
+    model: str = flag(help="smollm2 | a .gguf | an HF folder, adapter or run directory | a hub name | the server's "
+                      "model name with --base_url")
+    data: str = flag(help="the dataset: canonical JSONL, SpERT JSON, open-r1-text2graph rows, examples, hf:owner/name")
+    out: str = flag(help="the folder the report and predictions go to")
+    limit: int | None = flag(None, "evaluate only the first N examples (None = all)")
+
+
+def main(flags: Any) -> None:
+    """`t2g evaluate` with its parsed EvaluateFlags."""
+    report = evaluate(flags.model, flags.data, flags.out, flags.limit, **inference_settings(flags))
+    print(f"entity F1 {report['entity']['f1']:.3f}, relation F1 {report['relation']['f1']:.3f}, "
+          f"JSON valid {report['json_valid_rate']:.3f} on {report['n_examples']} examples "
+          f"({report['timing']['sentences_per_s']:.2f} sentences/s); wrote {flags.out}/report.json, report.md, "
+          "per_type_f1.png, predictions.jsonl, gold.jsonl", file=sys.stderr)
+
+
 def evaluate(
     model: str,
     data: str,
     out: str,
     limit: int | None = None,
-    backend: str = "auto",
+    runtime: str = "auto",
     constrained: bool = False,
     *,
     max_new_tokens: int = 512,
     batch_size: int = 8,
     reasoning: bool = False,
-    chunk_size: int | None = None,
-    base_url: str | None = None,
-    base_model: str | None = None,
     progress: bool = True,
-    **options: Any,
+    **settings: Any,
 ) -> dict:
     """Evaluate `model` on `data`; writes the report files into `out` and returns the report.
 
-    options go to the backend (`t2g.infer.extractor.BACKEND_OPTIONS`), e.g. n_ctx for llama.cpp.
+    settings: the other keywords of `t2g.infer.extractor.Extractor` (base_url, chunk_size, n_ctx, ...).
     """
     examples = _load(data, limit)
-    spec = resolve_model(model, backend, base_url, base_model)
     start = time.perf_counter()
-    backend_ = open_backend(spec, options, base_url=base_url, batch_size=batch_size, constrained=constrained)
-    runner = Extractor(backend_, max_new_tokens, constrained, reasoning, batch_size, chunk_size)
+    extractor = Extractor(model, runtime=runtime, constrained=constrained, max_new_tokens=max_new_tokens,
+                          batch_size=batch_size, reasoning=reasoning, **settings)
     load_s = time.perf_counter() - start
     requests = [make_request(ex.text, ex.entity_types, ex.relation_types, ex.type_descriptions) for ex in examples]
     start = time.perf_counter()
-    with progress_bar(len(requests), "evaluate", enabled=progress) as bar:
-        results = runner.run(requests, progress=bar.update)
+    with extractor:
+        results = extractor.run(requests, progress=progress, desc="evaluate")
     generate_s = time.perf_counter() - start
 
     out_dir = Path(out)
@@ -73,10 +98,11 @@ def evaluate(
     write_jsonl(out_dir / GOLD, examples)
     write_jsonl_atomic(pred_path, (prediction_row(ex, r) for ex, r in zip(examples, results)))
     report = build_report(examples, results, pred_path)
+    spec = extractor.spec
     report["run"] = {
-        "model": model, "resolved": asdict(spec), "backend": spec.backend, "constrained": constrained,
+        "model": model, "resolved": asdict(spec), "runtime": spec.runtime, "constrained": constrained,
         "reasoning": reasoning, "prompt_version": PROMPT_VERSION, "data": str(data), "limit": limit,
-        "max_new_tokens": max_new_tokens, "batch_size": batch_size, "decoding": "greedy", "versions": _versions(spec.backend),
+        "max_new_tokens": max_new_tokens, "batch_size": batch_size, "decoding": "greedy", "versions": _versions(spec.runtime),
     }
     report["timing"] = {"load_s": load_s, "generate_s": generate_s,
                         "sentences_per_s": len(examples) / generate_s if generate_s > 0 else None}
@@ -164,9 +190,9 @@ def empty_gold_accuracy(examples: Sequence[Example], graphs: Sequence[Graph | No
     return {"n": len(hits), "accuracy": sum(hits) / len(hits) if hits else None}
 
 
-def _versions(backend: str) -> dict:
-    names = ["t2g", "transformers", "torch", "peft"] if backend == "hf" else ["t2g"]
-    names += ["llama_cpp_python"] if backend == "llama.cpp" else []
+def _versions(runtime: str) -> dict:
+    names = ["t2g", "transformers", "torch", "peft"] if runtime == "hf" else ["t2g"]
+    names += ["llama_cpp_python"] if runtime == "llama.cpp" else []
     out = {}
     for name in names:
         try:
@@ -188,7 +214,7 @@ def render_markdown(report: dict) -> str:
     lines = [
         f"# t2g evaluation: `{run['model']}` on `{run['data']}`",
         "",
-        f"backend `{run['backend']}`, constrained {run['constrained']}, prompt `{run['prompt_version']}`, "
+        f"runtime `{run['runtime']}`, constrained {run['constrained']}, prompt `{run['prompt_version']}`, "
         f"{report['n_examples']} examples, {timing['generate_s']:.1f} s "
         f"({timing['sentences_per_s'] or 0:.2f} sentences/s), greedy decoding",
         "",
@@ -240,6 +266,6 @@ def write_chart(path: Path, report: dict) -> None:
         ax.set_title(f"{kind} types: strict F1 (%)", fontsize=10)
         if not names:
             ax.text(50, 0, "no types", ha="center")
-    fig.suptitle(f"{report['run']['model']} ({report['run']['backend']}), {report['n_examples']} examples", fontsize=10)
+    fig.suptitle(f"{report['run']['model']} ({report['run']['runtime']}), {report['n_examples']} examples", fontsize=10)
     with atomic_open(path, "wb", encoding=None) as f:
         fig.savefig(f, format="png", dpi=100)

@@ -38,26 +38,28 @@ class SideResult:
     errors: list[str | None]
 
 
-def run_side(model: str, backend: str, examples: Sequence[Example], *, max_new_tokens: int = 256,
+def run_side(model: str, runtime: str, examples: Sequence[Example], *, max_new_tokens: int = 256,
              base_model: str | None = None, **options: Any) -> SideResult:
-    """Extract every example through one backend; metrics from the shared scorer, plus timing."""
-    from t2g.infer.extractor import Extractor, load_backend, make_request, resolve_model
+    """Extract every example through one runtime, one text at a time; metrics from the shared scorer, plus timing."""
+    from t2g.infer.extractor import Extractor
+    from t2g.infer.runner import make_request
 
-    spec = resolve_model(model, backend, base_model=base_model)
     started = time.perf_counter()
-    runner = Extractor(load_backend(spec, **options), max_new_tokens=max_new_tokens, batch_size=1)
+    extractor = Extractor(model, runtime=runtime, base_model=base_model, max_new_tokens=max_new_tokens, batch_size=1,
+                          **options)
     load_s = time.perf_counter() - started
     requests = [make_request(ex.text, ex.entity_types, ex.relation_types, ex.type_descriptions) for ex in examples]
     started = time.perf_counter()
-    results = runner.run(requests)
-    seconds = time.perf_counter() - started
+    with extractor:
+        results = extractor.run(requests)
+        seconds = time.perf_counter() - started
+        # Texts/s depends on how much each runtime chose to write; tokens/s (counted by the runtime's own
+        # tokenizer) is the like-for-like speed.
+        count = getattr(extractor.backend, "count_tokens", None)
+        tokens = sum(count(r.completion) for r in results) if count else None
     corpus = score_corpus((r.graph, ex.graph) for r, ex in zip(results, examples)).report()
-    # Texts/s depends on how much each runtime chose to write; tokens/s (counted by the runtime's own
-    # tokenizer) is the like-for-like speed.
-    count = getattr(runner.backend, "count_tokens", None)
-    tokens = sum(count(r.completion) for r in results) if count else None
     report = {
-        "backend": spec.backend,
+        "runtime": extractor.spec.runtime,
         "model": model,
         "n": len(examples),
         "json_valid": sum(r.error is None for r in results) / max(1, len(results)),

@@ -147,7 +147,7 @@ def export_model(
 ) -> dict[str, Any]:
     """Export `model` into `out_dir`; returns (and writes as export.json) what was made."""
     from t2g.export.merge import copy_adapter, load_tokenizer, merge_to_hf
-    from t2g.infer.extractor import resolve_model
+    from t2g.infer.resolve import resolve_model
 
     out = Path(out_dir)
     quants = _as_list(quant)
@@ -242,31 +242,6 @@ def _write_card_and_manifest(out: Path, name: str, model: str, manifest: dict[st
     write_text_atomic(out / "README.md", card)
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json_atomic(out / "export.json", manifest)
-
-
-def run_base_model(run_dir: Path) -> str | None:
-    """The base model a run trained on, as a loadable name: its config.json `model`, with the
-    training code's aliases (`embedded:smollm2`) resolved the way training resolved them."""
-    import json
-
-    config = run_dir / "config.json"
-    if not config.is_file():
-        return None
-    name = json.loads(config.read_text(encoding="utf-8")).get("model")
-    if not isinstance(name, str) or not name or "model_type" in json.loads(config.read_text(encoding="utf-8")):
-        return None
-    from t2g.models.names import resolve_model_name
-
-    return resolve_model_name(name)
-
-
-def run_adapter(run_dir: Path) -> Path | None:
-    """The run's final adapter, chosen as `t2g.train.runs.write_summary` chooses it: grpo's, else sft's."""
-    for stage in ("grpo", "sft"):
-        adapter = run_dir / stage / "adapter"
-        if (adapter / "adapter_config.json").is_file():
-            return adapter
-    return None
 
 
 def export_run(run_dir: str | Path, quant: str | Sequence[str] = ("q8_0",), parity_limit: int = 8, **options: Any) -> dict[str, Any]:

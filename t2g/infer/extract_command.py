@@ -11,12 +11,66 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from t2g.data.canonical import DataError, iter_jsonl
-from t2g.infer.extractor import Extraction, Extractor, make_request, open_backend, progress_bar, resolve_model
 from t2g.files import write_jsonl_atomic
+from t2g.flags import flag
+from t2g.infer.extractor import Extractor
+from t2g.infer.options import inference_flags, inference_settings
+from t2g.infer.runner import Extraction, make_request
+
+
+@inference_flags
+@dataclass
+class ExtractFlags:
+    """Extract graphs: one text from flags (prints a JSON row), or a JSONL file in and out.
+
+    Examples:
+      t2g extract --text "Tim Cook runs Apple." --entity_types person,organization --relation_types "works for"
+      t2g extract --input texts.jsonl --output graphs.jsonl --entity_types person,location --relation_types "live in"
+      t2g extract --model runs/my-run --runtime hf --input texts.jsonl --output graphs.jsonl
+      t2g extract --model teacher --base_url http://127.0.0.1:8000/v1 --input texts.jsonl --output graphs.jsonl
+    Input rows: {"text", "id"?, "entity_types"?, "relation_types"?, "type_descriptions"?}; the type flags are
+    the default for rows without their own. Output rows: {"id", "graph" (null when none), "error", "detail",
+    "completion"}. With --text the exit status is 1 when no graph came out.
+    """
+
+    text: str | None = flag(None, "one text to extract from (prints one JSON row); or --input")
+    input: str | None = flag(None, "a JSONL file of texts, one {\"text\": ...} object a line (needs --output)")
+    output: str | None = flag(None, "where the JSONL rows of graphs go")
+    entity_types: list[str] | None = flag(None, "comma-separated entity types (rows may bring their own)")
+    relation_types: list[str] | None = flag(None, "comma-separated relation types (rows may bring their own)")
+    model: str = flag("smollm2", "smollm2 | a .gguf | an HF folder, adapter or run directory | a hub name | the "
+                      "server's model name with --base_url")
+
+
+def main(flags: Any) -> None:
+    """`t2g extract` with its parsed ExtractFlags."""
+    text, input, output = flags.text, flags.input, flags.output
+    if (text is None) == (input is None):
+        raise DataError("give either --text (one text) or --input (a JSONL file, with --output)")
+    if input is not None and not output:
+        raise DataError("--input needs --output (where the graphs go)")
+    if text is not None:
+        if flags.entity_types is None or flags.relation_types is None:
+            raise DataError("--text needs --entity_types and --relation_types (comma-separated)")
+        rows = [("text", make_request(text, flags.entity_types, flags.relation_types))]
+    else:
+        rows = read_inputs(input, flags.entity_types, flags.relation_types)
+    with Extractor(flags.model, **inference_settings(flags)) as extractor:
+        results = extractor.run([request for _, request in rows], progress=True)
+    out_rows = [output_row(row_id, result) for (row_id, _), result in zip(rows, results)]
+    if text is not None:
+        print(json.dumps(out_rows[0], ensure_ascii=False))
+        if out_rows[0]["graph"] is None:
+            sys.exit(1)
+        return
+    write_jsonl_atomic(output, out_rows)
+    failed = sum(r["graph"] is None for r in out_rows)
+    print(f"wrote {len(out_rows)} rows to {output} ({failed} without a graph)", file=sys.stderr)
 
 
 def output_row(row_id: str, result: Extraction) -> dict:
@@ -62,33 +116,3 @@ def _row_request(row: Any, where: str, lineno: int, entity_types, relation_types
     if not isinstance(descriptions, dict):
         raise DataError(f"{where}: 'type_descriptions' must map type names to strings")
     return row_id, make_request(row["text"], types["entity_types"], types["relation_types"], descriptions)
-
-
-def run(*, text: str | None, entity_types: Sequence[str] | None, relation_types: Sequence[str] | None,
-        input: str | None, output: str | None, model: str, backend: str, constrained: bool, base_url: str | None,
-        base_model: str | None, max_new_tokens: int, batch_size: int, chunk_size: int | None, reasoning: bool,
-        flags: Mapping[str, Any]) -> None:
-    if (text is None) == (input is None):
-        raise DataError("give either --text (one text) or --input (a JSONL file, with --output)")
-    if input is not None and not output:
-        raise DataError("--input needs --output (where the graphs go)")
-    if text is not None:
-        if entity_types is None or relation_types is None:
-            raise DataError("--text needs --entity_types and --relation_types (comma-separated)")
-        rows = [("text", make_request(str(text), entity_types, relation_types))]
-    else:
-        rows = read_inputs(input, entity_types, relation_types)
-    spec = resolve_model(model, backend, base_url, base_model)
-    backend_ = open_backend(spec, flags, base_url=base_url, batch_size=batch_size, constrained=constrained)
-    runner = Extractor(backend_, max_new_tokens, constrained, reasoning, batch_size, chunk_size)
-    with progress_bar(len(rows), "extract") as bar:
-        results = runner.run([request for _, request in rows], progress=bar.update)
-    out_rows = [output_row(row_id, result) for (row_id, _), result in zip(rows, results)]
-    if text is not None:
-        print(json.dumps(out_rows[0], ensure_ascii=False))
-        if out_rows[0]["graph"] is None:
-            sys.exit(1)
-        return
-    write_jsonl_atomic(output, out_rows)
-    failed = sum(r["graph"] is None for r in out_rows)
-    print(f"wrote {len(out_rows)} rows to {output} ({failed} without a graph)", file=sys.stderr)

@@ -95,19 +95,10 @@ class OpenAIChatClient:
         self.backoff = float(backoff)
         self._sleep = sleep
 
-    def chat(
-        self,
-        messages: Sequence[Mapping[str, str]],
-        *,
-        temperature: float = 0.0,
-        max_tokens: int | None = None,
-        response_format: Mapping[str, Any] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> str:
-        """The assistant message's text. Raises EndpointError when the endpoint fails for good."""
-        return self.complete(
-            messages, temperature=temperature, max_tokens=max_tokens, response_format=response_format, extra=extra
-        ).content
+    def chat(self, messages: Sequence[Mapping[str, str]], **kwargs: Any) -> str:
+        """The assistant message's text (keywords: those of `complete`). Raises EndpointError when the
+        endpoint fails for good."""
+        return self.complete(messages, **kwargs).content
 
     def complete(
         self,

@@ -90,3 +90,15 @@ class RunDir:
         manifest = _json(self.path / "export" / "export.json")
         names = manifest.get("ggufs", []) if isinstance(manifest, dict) else []
         return [self.path / "export" / name for name in names]
+
+
+# Where other tools save a model inside a folder (not a t2g run's layout); looked at after a run's adapter.
+MODEL_SUBDIRS = ("final", "merged", "adapter")
+
+
+def model_folders(folder: str | Path) -> list[Path]:
+    """Where the model to serve may sit in `folder`, most final first: the folder itself, a run's final
+    adapter, then MODEL_SUBDIRS. Each may hold an adapter or an HF model; the first that does is it."""
+    folder = Path(folder)
+    run_adapter = RunDir(folder).final_adapter()
+    return [folder] + ([run_adapter] if run_adapter else []) + [folder / sub for sub in MODEL_SUBDIRS]

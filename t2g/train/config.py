@@ -254,16 +254,11 @@ def replace(cfg: C, **changes: Any) -> C:
 
 
 def reward_summary(name: str) -> str:
-    """What a reward pays for, from the first clause of its docstring (else its range)."""
+    """What a reward pays for: its row in the rewards table."""
     import rewards
 
-    doc = " ".join((rewards.REGISTRY[name].__doc__ or "").split())
-    for end in (". ", "; "):
-        doc = doc.split(end)[0]
-    if not doc:
-        low, high = rewards.RANGES[name]
-        doc = f"a reward in [{low:g}, {high:g}]"
-    return doc.rstrip(".") + (" (with --reasoning only)" if name in rewards.REASONING_ONLY else "")
+    row = next(r for r in rewards.REWARDS if r.name == name)
+    return row.pays_for + (" (with --reasoning only)" if row.reasoning_only else "")
 
 
 def help_text(cls: type[TrainConfig], prog: str) -> str:

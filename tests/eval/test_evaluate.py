@@ -61,7 +61,7 @@ def gold_file(tmp_path):
 
 def test_report_comes_from_the_shared_scorer_and_rescored_predictions_agree(tmp_path, gold_file):
     with FakeServer(script) as server:
-        report = evaluate("m", str(gold_file), str(tmp_path / "out"), backend="openai", base_url=server.base_url,
+        report = evaluate("m", str(gold_file), str(tmp_path / "out"), runtime="openai", base_url=server.base_url,
                           progress=False, retries=0)
     out = tmp_path / "out"
     rescored = score_predictions(load_examples(out / "gold.jsonl"), read_predictions(out / "predictions.jsonl"))
@@ -76,7 +76,7 @@ def test_report_comes_from_the_shared_scorer_and_rescored_predictions_agree(tmp_
     assert report["output"]["dangling_relation_rate"] == pytest.approx(1 / 2)
     assert report["empty_gold"] == {"n": 2, "accuracy": 0.5}
     assert report["failures"] == {"no_json": 1, "text_before_json": 1}
-    assert report["run"]["prompt_version"] and report["run"]["backend"] == "openai"
+    assert report["run"]["prompt_version"] and report["run"]["runtime"] == "openai"
     assert report["timing"]["sentences_per_s"] > 0
     assert json.loads((out / "report.json").read_text())["entity"] == report["entity"]
     md = (out / "report.md").read_text()
@@ -89,7 +89,7 @@ def test_limit_and_cli(tmp_path, gold_file, capsys):
 
     with FakeServer(script) as server:
         main(["evaluate", "--model", "m", "--data", str(gold_file), "--out", str(tmp_path / "o"), "--limit", "2",
-              "--backend", "openai", "--base_url", server.base_url])
+              "--runtime", "openai", "--base_url", server.base_url])
     assert "entity F1" in capsys.readouterr().err
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["n_examples"] == 2 and len((tmp_path / "o" / "gold.jsonl").read_text().splitlines()) == 2
@@ -101,8 +101,8 @@ def test_limit_and_cli(tmp_path, gold_file, capsys):
     (["--limit", "0"], "--limit"),
     (["--data", "nowhere.jsonl"], "nowhere.jsonl"),
     (["--model", "nowhere.gguf"], "no such GGUF"),
-    (["--backend", "hf", "--constrained", "True"], "not available with --backend=hf"),
-    (["--n_ctx", "512", "--backend", "openai", "--base_url", "http://127.0.0.1:9/v1"], "does not apply"),
+    (["--runtime", "hf", "--constrained", "True"], "not available with --runtime=hf"),
+    (["--n_ctx", "512", "--runtime", "openai", "--base_url", "http://127.0.0.1:9/v1"], "does not apply"),
 ])
 def test_evaluate_cli_errors(tmp_path, gold_file, capsys, argv, match):
     from t2g.cli import main
@@ -124,7 +124,7 @@ def test_ci_evaluates_real_smollm2_on_conll04_end_to_end(tmp_path, conll04_dir, 
 
     out = tmp_path / "eval"
     main(["evaluate", "--model", "smollm2", "--data", str(conll04_dir / "test.json"), "--out", str(out), "--limit", "4",
-          "--backend", "llama.cpp", "--constrained", "--max_new_tokens", "96", "--n_ctx", "1024", "--n_threads", "1"])
+          "--runtime", "llama.cpp", "--constrained", "--max_new_tokens", "96", "--n_ctx", "1024", "--n_threads", "1"])
     report = json.loads((out / "report.json").read_text())
     assert report["n_examples"] == 4 and report["run"]["resolved"]["path"] == str(smollm2_gguf)
     for key in ("entity", "relation", "entity_boundaries", "relation_boundaries"):
@@ -147,7 +147,7 @@ def test_chunked_texts_are_merged_and_still_rescorable(tmp_path, gold_file):
                                                    "relations": []})))
 
     with FakeServer(capitals) as server:
-        report = evaluate("m", str(gold_file), str(tmp_path / "out"), backend="openai", base_url=server.base_url,
+        report = evaluate("m", str(gold_file), str(tmp_path / "out"), runtime="openai", base_url=server.base_url,
                           progress=False, chunk_size=16)
     rows = [json.loads(l) for l in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
     first = rows[0]  # "Tim Cook works for Apple." in chunks of <= 16 characters

@@ -332,7 +332,7 @@ def test_export_run_writes_everything(tiny_model_dir, tiny_adapter, llama_cpp):
 
     parity = json.loads((out / "parity.json").read_text())
     assert parity["hf"]["n"] == parity["gguf_side"]["n"] == 2 and parity["gguf"] == f"{run}-q8_0.gguf"
-    assert parity["hf"]["backend"] == "hf" and parity["gguf_side"]["backend"] == "llama.cpp"
+    assert parity["hf"]["runtime"] == "hf" and parity["gguf_side"]["runtime"] == "llama.cpp"
     assert len(parity["examples"]) == 2 and parity["passed"] == (not parity["falls_behind_on"])
     card = (out / "README.md").read_text()
     assert PROMPT_VERSION in card and "Entity types:" in card and f"{run}-q8_0.gguf" in card
@@ -342,9 +342,9 @@ def test_parity_fails_or_warns_by_flag(tmp_path, monkeypatch, capsys):
     from t2g.export import parity
     from t2g.data.load import load_examples
 
-    def fake_side(model, backend, examples, **kw):
-        valid = 1.0 if backend == "hf" else 0.5
-        report = {"backend": backend, "n": len(examples), "json_valid": valid, "entity_f1": 0.8, "relation_f1": 0.41}
+    def fake_side(model, runtime, examples, **kw):
+        valid = 1.0 if runtime == "hf" else 0.5
+        report = {"runtime": runtime, "n": len(examples), "json_valid": valid, "entity_f1": 0.8, "relation_f1": 0.41}
         return parity.SideResult(report, ["x"] * len(examples), [None] * len(examples))
 
     monkeypatch.setattr(parity, "run_side", fake_side)
@@ -416,11 +416,13 @@ def test_a_template_that_refuses_system_messages_is_a_clear_error(tiny_model_dir
 
 
 @pytest.mark.slow
-def test_bench_export_runs_all_three_runtimes(tiny_model_dir, conll04_dir, tmp_path, llama_cpp):
+def test_bench_export_runs_all_three_runtimes(tiny_model_dir, conll04_dir, tmp_path, llama_cpp, monkeypatch):
     import importlib.util
+    import sys
 
     spec = importlib.util.spec_from_file_location("bench_export", Path(__file__).resolve().parents[2] / "scripts" / "bench_export.py")
     bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_export", bench)  # dataclasses look their module up while the class is built
     spec.loader.exec_module(bench)
     bench.main(model=str(tiny_model_dir), data=str(conll04_dir / "test.json"), limit=2, max_new_tokens=4, out=str(tmp_path / "b.json"))
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]

@@ -1,4 +1,4 @@
-"""Chunking long texts and merging the chunk graphs (unit level, plus the Extractor on a scripted backend)."""
+"""Chunking long texts and merging the chunk graphs (unit level, plus the Runner on a scripted backend)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from t2g.infer.backends import Generation, Request
 from t2g.infer.chunking import chunk_text, merge_graphs
-from t2g.infer.extractor import CHUNK_FAILED, Extractor, make_request
+from t2g.infer.runner import CHUNK_FAILED, Runner, make_request
 from t2g.task.schema import Entity, Graph, Relation
 
 
@@ -111,11 +111,11 @@ def long_text(n: int) -> str:
     return " ".join(f"Name{i} met someone there." for i in range(n))
 
 
-def test_extractor_chunks_a_text_longer_than_the_context_and_merges():
+def test_runner_chunks_a_text_longer_than_the_context_and_merges():
     request = make_request(long_text(60), ["name"], ["next"])
     backend = WordBackend(context_length=300)
     prompt = sum(len(m["content"].split()) for m in make_request(".", ["name"], ["next"]).messages()) - 1
-    [result] = Extractor(backend, max_new_tokens=100, chunk_overlap=8).run([request])
+    [result] = Runner(backend, max_new_tokens=100, chunk_overlap=8).run([request])
     assert result.chunks == len(backend.seen) > 1
     assert all(prompt + len(t.split()) + 100 <= 300 for t in backend.seen)  # each chunk's prompt fits
     assert result.ok and result.graph is not None
@@ -123,23 +123,23 @@ def test_extractor_chunks_a_text_longer_than_the_context_and_merges():
     assert len(result.chunk_completions) == result.chunks and result.completion.count("\n\n") == result.chunks - 1
 
 
-def test_extractor_keeps_good_chunks_when_one_fails():
+def test_runner_keeps_good_chunks_when_one_fails():
     request = make_request(long_text(60), ["name"], ["next"])
-    [result] = Extractor(WordBackend(300, fail_on="Name30 "), max_new_tokens=100, chunk_overlap=0).run([request])
+    [result] = Runner(WordBackend(300, fail_on="Name30 "), max_new_tokens=100, chunk_overlap=0).run([request])
     assert result.error == CHUNK_FAILED and "truncated" in result.detail
     assert result.graph is not None and "Name0" in {e.text for e in result.graph.entities}
     assert "Name30" not in {e.text for e in result.graph.entities}
 
 
-def test_extractor_refuses_a_context_too_small_for_the_prompt():
+def test_runner_refuses_a_context_too_small_for_the_prompt():
     with pytest.raises(ValueError, match="n_ctx"):
-        Extractor(WordBackend(50), max_new_tokens=40).run([make_request("a b", ["x"], ["y"])])
+        Runner(WordBackend(50), max_new_tokens=40).run([make_request("a b", ["x"], ["y"])])
 
 
 def test_short_texts_are_not_chunked_and_keep_their_order():
     backend = WordBackend(context_length=2000)
     texts = ["Zed is long " * 5, "Amy.", "Bo went home."]
-    results = Extractor(backend, batch_size=2).run([make_request(t, ["name"], ["next"]) for t in texts])
+    results = Runner(backend, batch_size=2).run([make_request(t, ["name"], ["next"]) for t in texts])
     assert [r.chunks for r in results] == [1, 1, 1]
     assert [[e.text for e in r.graph.entities][0] for r in results] == ["Zed", "Amy", "Bo"]
     assert isinstance(Request("a", ("x",), ("y",)).messages()[1]["content"], str)

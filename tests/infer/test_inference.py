@@ -8,7 +8,9 @@ import time
 import pytest
 
 from servers import FakeServer, chat_body, llama_server, llama_server_available
-from t2g.infer.extractor import BACKEND_ERROR, ModelSpec, extract, resolve_model
+from t2g.infer.extractor import extract
+from t2g.infer.resolve import ModelSpec, resolve_model
+from t2g.infer.runner import BACKEND_ERROR
 from t2g.task.schema import Graph
 
 ENTS = ["person", "organization", "location"]
@@ -37,18 +39,27 @@ def test_resolve_model_specs(tmp_path, tiny_model_dir, smollm2_gguf):
     (tmp_path / "ad").mkdir()
     (tmp_path / "ad" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model_dir)}))
     assert resolve_model(str(tmp_path / "ad")).adapter == str(tmp_path / "ad")
+    # Other tools' layouts, in folders that are not runs: a model in merged/ (or final/), an adapter in adapter/.
+    (tmp_path / "other" / "merged").mkdir(parents=True)
+    (tmp_path / "other" / "merged" / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    assert resolve_model(str(tmp_path / "other")) == ModelSpec("hf", str(tmp_path / "other" / "merged"))
+    (tmp_path / "ad").rename(tmp_path / "other" / "adapter")
+    (tmp_path / "other" / "final").mkdir()
+    assert resolve_model(str(tmp_path / "other")) == ModelSpec("hf", str(tmp_path / "other" / "merged"))  # merged first
+    (tmp_path / "other" / "merged" / "config.json").unlink()
+    assert resolve_model(str(tmp_path / "other")) == ModelSpec("hf", str(tiny_model_dir), adapter=str(tmp_path / "other" / "adapter"))
 
 
-@pytest.mark.parametrize("model,backend,kw,match", [
-    ("x", "vllm", {}, "--backend"),
+@pytest.mark.parametrize("model,runtime,kw,match", [
+    ("x", "vllm", {}, "--runtime"),
     ("x", "openai", {}, "base_url"),
     ("missing.gguf", "auto", {}, "no such GGUF"),
     ("./nowhere", "auto", {}, "no such folder"),
     ("org/name", "llama.cpp", {}, "needs a .gguf"),
 ])
-def test_resolve_model_errors(model, backend, kw, match):
+def test_resolve_model_errors(model, runtime, kw, match):
     with pytest.raises(ValueError, match=match):
-        resolve_model(model, backend, **kw)
+        resolve_model(model, runtime, **kw)
 
 
 def test_empty_folder_is_an_error(tmp_path):
@@ -61,8 +72,8 @@ def test_empty_folder_is_an_error(tmp_path):
 
 def test_hf_batched_left_padding_matches_one_by_one(tiny_model_dir):
     texts = ["Tim Cook runs Apple.", "A much longer sentence about Paris, Berlin and Rome and more.", "Hi."]
-    batched = extract(texts, ENTS, RELS, model=str(tiny_model_dir), backend="hf", max_new_tokens=12, batch_size=3)
-    single = extract(texts, ENTS, RELS, model=str(tiny_model_dir), backend="hf", max_new_tokens=12, batch_size=1)
+    batched = extract(texts, ENTS, RELS, model=str(tiny_model_dir), runtime="hf", max_new_tokens=12, batch_size=3)
+    single = extract(texts, ENTS, RELS, model=str(tiny_model_dir), runtime="hf", max_new_tokens=12, batch_size=1)
     assert [r.completion for r in batched] == [r.completion for r in single]
     assert all(r.completion for r in batched)
     assert all(r.graph is None and r.error for r in batched)  # noise from a random tiny model, parsed, never raised
@@ -76,21 +87,21 @@ def test_hf_adapter_is_loaded_and_changes_the_model(tmp_path, tiny_model_dir):
     lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     lora.save_pretrained(tmp_path / "adapter")
     text = "Tim Cook runs Apple."
-    with_adapter = extract(text, ENTS, RELS, model=str(tmp_path / "adapter"), backend="hf", max_new_tokens=16)
-    without = extract(text, ENTS, RELS, model=str(tiny_model_dir), backend="hf", max_new_tokens=16)
+    with_adapter = extract(text, ENTS, RELS, model=str(tmp_path / "adapter"), runtime="hf", max_new_tokens=16)
+    without = extract(text, ENTS, RELS, model=str(tiny_model_dir), runtime="hf", max_new_tokens=16)
     assert with_adapter[0].completion != without[0].completion
 
 
 def test_hf_refuses_constrained_decoding_clearly(tiny_model_dir):
     from t2g.infer.backends import BackendError
 
-    with pytest.raises(BackendError, match="backend=llama.cpp"):
-        extract("Tim Cook runs Apple.", ENTS, RELS, model=str(tiny_model_dir), backend="hf", constrained=True)
+    with pytest.raises(BackendError, match="runtime=llama.cpp"):
+        extract("Tim Cook runs Apple.", ENTS, RELS, model=str(tiny_model_dir), runtime="hf", constrained=True)
 
 
 @pytest.mark.slow
 def test_hf_on_real_smollm2(smollm2_hf_dir):
-    [r] = extract("Tim Cook is the CEO of Apple.", ENTS, RELS, model=str(smollm2_hf_dir), backend="hf", max_new_tokens=16)
+    [r] = extract("Tim Cook is the CEO of Apple.", ENTS, RELS, model=str(smollm2_hf_dir), runtime="hf", max_new_tokens=16)
     assert r.completion.lstrip().startswith("{")  # a real instruct model answers in JSON-ish text
 
 
@@ -102,7 +113,7 @@ def test_llama_cpp_on_smollm2_is_deterministic(smollm2_gguf):
     pytest.importorskip("llama_cpp")
     texts = ["Tim Cook is the CEO of Apple.", "Paris is in France."]
     a = extract(texts, ENTS, RELS, model="smollm2", max_new_tokens=48, n_ctx=1024, n_threads=1)
-    b = extract(texts, ENTS, RELS, model=str(smollm2_gguf), backend="llama.cpp", max_new_tokens=48, n_ctx=1024, n_threads=1)
+    b = extract(texts, ENTS, RELS, model=str(smollm2_gguf), runtime="llama.cpp", max_new_tokens=48, n_ctx=1024, n_threads=1)
     assert [r.completion for r in a] == [r.completion for r in b]
     assert all(r.completion.lstrip().startswith("{") for r in a)
 
@@ -110,8 +121,8 @@ def test_llama_cpp_on_smollm2_is_deterministic(smollm2_gguf):
 @pytest.mark.slow
 def test_llama_cpp_chunks_a_text_longer_than_its_context(smollm2_gguf):
     pytest.importorskip("llama_cpp")
-    from t2g.infer.backends import LlamaCppBackend
-    from t2g.infer.extractor import Extractor, make_request
+    from t2g.infer.llama_cpp_backend import LlamaCppBackend
+    from t2g.infer.runner import Runner, make_request
 
     sentence = "Tim Cook works for Apple in Cupertino . "
     request = make_request(sentence * 60, ENTS, RELS)  # ~540 tokens of text + ~300 of prompt > n_ctx
@@ -119,7 +130,7 @@ def test_llama_cpp_chunks_a_text_longer_than_its_context(smollm2_gguf):
     assert backend.count_tokens(request.text) > 500
     [whole] = backend.generate([request], max_new_tokens=32)
     assert whole.error and "context" in whole.error  # unchunked, the prompt does not fit
-    [r] = Extractor(backend, max_new_tokens=32, constrained=True).run([request])
+    [r] = Runner(backend, max_new_tokens=32, constrained=True).run([request])
     assert r.chunks >= 2 and len(r.chunk_completions) == r.chunks and all(c for c in r.chunk_completions)
     assert r.graph is not None or r.error == "chunk_failed"
     if r.graph is not None:  # one merged graph, deduplicated across chunks
@@ -133,8 +144,8 @@ def test_llama_cpp_batched_greedy_matches_one_at_a_time(smollm2_gguf):
     llama-cpp-python's own loop on these texts (a near-tie elsewhere can flip a token: another float
     summation order), and a prompt over the context fails alone, as it does one at a time."""
     pytest.importorskip("llama_cpp")
-    from t2g.infer.backends import LlamaCppBackend
-    from t2g.infer.extractor import make_request
+    from t2g.infer.llama_cpp_backend import LlamaCppBackend
+    from t2g.infer.runner import make_request
 
     texts = ["Tim Cook is the CEO of Apple.", "Paris is in France.", "Angela Merkel met Emmanuel Macron in Berlin on Monday.",
              "Nothing here.", "Tim Cook works for Apple in Cupertino . " * 60, "Sundar Pichai leads Google, based in Mountain View."]
@@ -156,8 +167,9 @@ def test_llama_cpp_batched_greedy_matches_one_at_a_time(smollm2_gguf):
 @pytest.mark.slow
 def test_llama_cpp_batching_needs_the_gguf_chat_template(smollm2_gguf):
     pytest.importorskip("llama_cpp")
-    from t2g.infer.backends import BackendError, LlamaCppBackend
-    from t2g.infer.extractor import make_request
+    from t2g.infer.backends import BackendError
+    from t2g.infer.llama_cpp_backend import LlamaCppBackend
+    from t2g.infer.runner import make_request
 
     with pytest.raises(BackendError, match="--batch_size=0"):
         LlamaCppBackend(str(smollm2_gguf), n_ctx=512, n_threads=1, batch_size=0)
@@ -183,10 +195,10 @@ def llama_server_url(smollm2_gguf):
 @pytest.mark.slow
 def test_openai_backend_against_a_real_llama_cpp_server(llama_server_url):
     texts = ["Tim Cook is the CEO of Apple.", "Paris is in France."]
-    free = extract(texts, ENTS, RELS, model="smollm2", backend="openai", base_url=llama_server_url, max_new_tokens=32)
+    free = extract(texts, ENTS, RELS, model="smollm2", runtime="openai", base_url=llama_server_url, max_new_tokens=32)
     assert all(r.error != BACKEND_ERROR and r.completion for r in free)
     # The server filters the whole vocabulary with its grammar at every step (slow): one short answer.
-    fixed = extract(texts[:1], ENTS, RELS, model="smollm2", backend="openai", base_url=llama_server_url, max_new_tokens=40,
+    fixed = extract(texts[:1], ENTS, RELS, model="smollm2", runtime="openai", base_url=llama_server_url, max_new_tokens=40,
                     constrained=True, schema_style="json_object")
     for r in fixed:  # the server turns the schema into a grammar: parses, types from the lists, or cut by the limit
         assert r.error in (None, "truncated"), (r.error, r.detail, r.completion)
@@ -218,7 +230,7 @@ def test_endpoint_faults_retry_then_fail_per_row_while_the_batch_completes(concu
     texts = ["GOOD Tim Cook runs Apple.", "FAIL500 x", "TIMEOUT y", "GARBAGE z", "GOOD again: Tim Cook runs Apple."]
     with FakeServer(_faulty_script(counts)) as server:
         start = time.monotonic()
-        results = extract(texts, ENTS, RELS, model="m", backend="openai", base_url=server.base_url, timeout=0.5,
+        results = extract(texts, ENTS, RELS, model="m", runtime="openai", base_url=server.base_url, timeout=0.5,
                           retries=2, backoff=0.0, concurrency=concurrency)
         elapsed = time.monotonic() - start
     assert counts == {"GOOD": 2, "FAIL500": 3, "TIMEOUT": 3, "GARBAGE": 3}  # 1 try + 2 retries for each failure
@@ -237,7 +249,7 @@ def test_constrained_request_carries_the_schema():
         return ("json", 200, chat_body(GOOD))
 
     with FakeServer(script) as server:
-        extract("Tim Cook runs Apple.", ENTS, RELS, model="m", backend="openai", base_url=server.base_url, constrained=True)
+        extract("Tim Cook runs Apple.", ENTS, RELS, model="m", runtime="openai", base_url=server.base_url, constrained=True)
     fmt = seen[0]["response_format"]
     assert fmt["type"] == "json_schema"
     assert fmt["json_schema"]["schema"]["properties"]["entities"]["items"]["properties"]["type"]["enum"] == ENTS
@@ -266,7 +278,7 @@ def test_extract_cli_jsonl_in_and_out(tmp_path, capsys):
     with FakeServer(_faulty_script({})) as server:
         code, out, err = run_cli(["extract", "--input", str(src), "--output", str(tmp_path / "out.jsonl"),
                                   "--entity_types", "person,organization", "--relation_types", "works for",
-                                  "--model", "m", "--backend", "openai", "--base_url", server.base_url,
+                                  "--model", "m", "--runtime", "openai", "--base_url", server.base_url,
                                   "--retries", "0", "--timeout", "2"], capsys)
     assert code == 0, err
     got = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
@@ -281,7 +293,7 @@ def test_extract_cli_jsonl_in_and_out(tmp_path, capsys):
     (["extract", "--text", "hi", "--input", "x.jsonl"], "either --text"),
     (["extract", "--input", "x.jsonl"], "--output"),
     (["extract", "--text", "hi", "--entity_types", "a", "--relation_types", "b", "--n_ctx", "64",
-      "--backend", "openai", "--base_url", "http://127.0.0.1:9/v1"], "does not apply"),
+      "--runtime", "openai", "--base_url", "http://127.0.0.1:9/v1"], "does not apply"),
 ])
 def test_extract_cli_errors(argv, match, capsys):
     code, out, err = run_cli(argv, capsys)
@@ -292,7 +304,7 @@ def test_extract_cli_bad_input_row_names_the_line(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "ok"}\n{"txt": "typo"}\n')
     code, _, err = run_cli(["extract", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--entity_types", "a",
-                            "--relation_types", "b", "--backend", "openai", "--base_url", "http://127.0.0.1:9/v1"], capsys)
+                            "--relation_types", "b", "--runtime", "openai", "--base_url", "http://127.0.0.1:9/v1"], capsys)
     assert code == 2 and f"{src}:2" in err and "'text'" in err
 
 

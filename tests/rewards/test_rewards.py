@@ -234,6 +234,32 @@ def test_registry_names_are_the_logged_names_and_ranges_are_documented():
     assert 0 <= rewards.DEFAULT_WEIGHTS["soft_entity_match"] <= 0.1  # training-only, off or small
 
 
+def test_one_row_per_reward_and_every_table_derived_from_the_rows():
+    names = [r.name for r in rewards.REWARDS]
+    assert len(names) == len(set(names))
+    assert list(rewards.REGISTRY) == list(rewards.DEFAULT_WEIGHTS) == list(rewards.RANGES) == names
+    assert rewards.REASONING_ONLY == {"format"}
+    for row in rewards.REWARDS:
+        assert rewards.REGISTRY[row.name].__doc__ == row.score.__doc__
+        assert row.pays_for and "\n" not in row.pays_for, row.name
+
+
+def test_the_readme_reward_table_says_what_the_rows_say():
+    # The README groups rewards that share a range and weight ("`entity_f1`, `relation_f1` | ... | 1.0 each").
+    import re
+
+    table = {}
+    for line in (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and re.fullmatch(r"\[-?\d, -?\d\]", cells[1]):
+            for name in re.findall(r"`(\w+)`", cells[0]):
+                table[name] = (cells[1], float(cells[2].split()[0]))
+    assert set(table) == set(rewards.REGISTRY), "README.md's reward table lists other rewards than rewards.REWARDS"
+    for row in rewards.REWARDS:
+        low, high = row.range
+        assert table[row.name] == (f"[{low:g}, {high:g}]", row.default_weight), row.name
+
+
 def test_build_drops_zero_weights_and_format_outside_reasoning():
     funcs, weights = rewards.build({"format": 1.0, "entity_f1": 2.0, "grounding": 0.0}, reasoning=False)
     assert [f.__name__ for f in funcs] == ["entity_f1"] and weights == [2.0]

@@ -15,7 +15,8 @@ from servers import FakeServer, chat_body, llama_server, llama_server_available
 from t2g.cli import main as cli_main
 from t2g.data.canonical import DataError, Example, read_jsonl
 from t2g.synth.dedup import near_duplicates
-from t2g.synth.generate import GenerateConfig, generate
+from t2g.synth.config import GenerateConfig
+from t2g.synth.generate import generate
 from t2g.synth.inventory import Inventory, type_key
 from t2g.task.schema import Graph, validate_graph
 from t2g.synth.sources import read_sources, text_id

@@ -27,7 +27,7 @@ def vocab_llm(smollm2_gguf):
 
 def accepts(llm, grammar: str, text: str) -> bool:
     """Whether llama.cpp's grammar sampler lets the tokens of `text`, then end-of-generation, through."""
-    from t2g.infer.backends import GreedyGrammar
+    from t2g.infer.greedy_grammar import GreedyGrammar
 
     guide = GreedyGrammar(llm, grammar)
     try:
@@ -121,14 +121,14 @@ def test_schema_enums_and_response_formats():
 def test_constrained_generation_parses_and_stays_on_the_lists(smollm2_gguf, conll04_dir):
     """SmolLM2 unconstrained breaks the format on CoNLL04; under the grammar every answer parses
     with listed types only, unless it hit the token limit."""
-    from t2g.infer.backends import LlamaCppBackend
+    from t2g.infer.llama_cpp_backend import LlamaCppBackend
     from t2g.data.load import load_examples
-    from t2g.infer.extractor import Extractor, make_request
+    from t2g.infer.runner import Runner, make_request
 
     examples = load_examples(conll04_dir / "test.json")[:3]
     requests = [make_request(ex.text, ex.entity_types, ex.relation_types) for ex in examples]
     backend = LlamaCppBackend(str(smollm2_gguf), n_ctx=1024, n_threads=1)
-    results = Extractor(backend, max_new_tokens=160, constrained=True).run(requests)
+    results = Runner(backend, max_new_tokens=160, constrained=True).run(requests)
     assert all(r.error in (None, "truncated") for r in results), [(r.error, r.detail) for r in results]
     for ex, r in zip(examples, results):
         if r.graph is not None:
@@ -140,8 +140,8 @@ def test_constrained_generation_parses_and_stays_on_the_lists(smollm2_gguf, conl
 
 @pytest.mark.slow
 def test_argmax_first_grammar_gives_the_same_tokens_as_full_filtering(smollm2_gguf):
-    from t2g.infer.backends import LlamaCppBackend
-    from t2g.infer.extractor import make_request
+    from t2g.infer.llama_cpp_backend import LlamaCppBackend
+    from t2g.infer.runner import make_request
 
     request = make_request("PERUGIA , Italy ( AP )", ["person", "location", "organization", "other"], ["located in"])
     outs = [LlamaCppBackend(str(smollm2_gguf), n_ctx=1024, n_threads=1, grammar_mode=mode)

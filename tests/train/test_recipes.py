@@ -71,7 +71,7 @@ def test_help_shows_every_flag_and_reward_weight(recipe):
         line = row(f"--{name}")
         assert f"({type_name(hints[name])}, " in line and line.endswith(help_ + (f" [{' | '.join(field.metadata['choices'])}]"
                                                                  if field.metadata.get("choices") else "")), line
-    for name in rewards.REGISTRY:
-        summary = reward_summary(name)
-        assert summary and summary.split()[0] in (rewards.REGISTRY[name].__doc__ or "")
+    for row_ in rewards.REWARDS:
+        name, summary = row_.name, reward_summary(row_.name)
+        assert summary.startswith(row_.pays_for) and row_.pays_for
         assert row(f"--w_{name}").endswith(f"weight of {name} (0 = off): {summary}")

@@ -1,0 +1,293 @@
+"""The quality benchmark's stages (scripts/bench_quality.py): its sizes, training through t2g.train,
+export through t2g.export, evaluation through t2g.eval, selection of a checkpoint on dev.
+
+Each stage writes <out>/<stage>/stage.json last; an existing one means "done, skip".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+# Before anything imports torch, transformers or unsloth (the stages import them lazily).
+for _key, _value in {"UNSLOTH_AUTO_INSTALL": "0", "UNSLOTH_LLAMA_CPP_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+                     "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ.setdefault(_key, _value)
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import rewards  # noqa: E402  (light)
+from t2g.files import write_json_atomic  # noqa: E402
+from t2g.flags import flag  # noqa: E402
+from t2g.train import cpu_features as cpu  # noqa: E402  (light)
+from t2g.train.config import TrainConfig, validate  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data" / "conll04"
+ROWS = ("base", "sft", "grpo", "grpo_ref")
+ROW_LABEL = {"base": "(a) base, zero-shot", "sft": "(b) SFT", "grpo": "(c) SFT + GRPO, default rewards",
+             "grpo_ref": "(d) SFT + GRPO, reference rewards"}
+
+
+class BenchError(RuntimeError):
+    """Something the benchmark cannot work around; the message says what."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Everything that differs between the full run and --quick; each is also a flag of bench_quality.py."""
+
+    train_examples: int = flag(help="CoNLL04 train sentences (0 = all 922, then x2 with type augmentation)")
+    sft_steps: int = flag(help="SFT steps")
+    sft_batch: int = flag(help="SFT examples per step")
+    grpo_steps: int = flag(help="GRPO steps")
+    grpo_batch: int = flag(help="GRPO completions per forward/backward pass")
+    grpo_accum: int = flag(help="GRPO passes per step: a step samples grpo_batch x grpo_accum completions at once")
+    num_generations: int = flag(help="GRPO completions per prompt")
+    max_completion_length: int = flag(help="GRPO tokens per completion at most")
+    select_every: int = flag(help="SFT: checkpoint (and dev-select) every N steps")
+    grpo_select_every: int = flag(help="GRPO: checkpoint (and dev-select) every N steps")
+    dev_limit: int = flag(help="dev sentences per selection candidate")
+    test_limit: int = flag(help="test sentences (0 = all 288)")
+    parity_limit: int = flag(help="test sentences through both HF and the GGUF")
+    max_new_tokens: int = flag(help="evaluation: tokens generated per sentence at most")
+
+
+# SFT: 720 x 4 = 2,880 examples, about 1.5 passes over train + its augmented copies (1,844); dev F1 was
+# still rising at the end of one pass (docs/results.md), so it trains on both cores first (--train_only).
+# GRPO: 16 steps x 4 prompts x 4 completions (sampled together, trained in 2 passes of 8 to halve peak
+# memory), checkpoints at 8 and 16 (the second run's 2 prompts a step at lr 2e-5 moved nothing).
+# Lengths: CoNLL04 test gold graphs take 113 tokens at the median, 249 at the 95th percentile, 504 at most
+# (SmolLM2 tokenizer); a shorter GRPO limit would charge the truncation penalty to correct long answers.
+FULL = Sizes(train_examples=0, sft_steps=720, sft_batch=4, grpo_steps=16, grpo_batch=8, grpo_accum=2, num_generations=4,
+             max_completion_length=256, select_every=180, grpo_select_every=8, dev_limit=40, test_limit=0, parity_limit=4, max_new_tokens=320)
+QUICK = Sizes(train_examples=4, sft_steps=2, sft_batch=2, grpo_steps=1, grpo_batch=2, grpo_accum=1, num_generations=2,
+              max_completion_length=16, select_every=2, grpo_select_every=1, dev_limit=2, test_limit=2, parity_limit=1, max_new_tokens=32)
+
+
+def run_stage(out: Path, name: str, fn: Callable[[Path], dict]) -> dict:
+    folder = out / name
+    marker = folder / "stage.json"
+    if marker.is_file():
+        print(f"bench: {name}: done earlier ({marker}); skipping", flush=True)
+        return json.loads(marker.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"bench: {name}: starting at {time.strftime('%H:%M:%S')}", flush=True)
+    load_start, started = os.getloadavg()[0], time.perf_counter()
+    info = fn(folder)
+    earlier = info.get("timing", {}).get("earlier_wall_s", 0.0)  # training done by an earlier --train_only invocation
+    info["timing"] = {**info.get("timing", {}), "stage_wall_s": round(time.perf_counter() - started + earlier, 1),
+                      "loadavg_1min_start": round(load_start, 2), "loadavg_1min_end": round(os.getloadavg()[0], 2)}
+    write_json_atomic(marker, info)
+    print(f"bench: {name}: finished in {info['timing']['stage_wall_s']} s", flush=True)
+    return info
+
+
+# Sentences decoded together by llama.cpp (t2g.infer.llama_batched), in about half the time on one core
+# (scripts/bench_eval.py --gguf measures it). Greedy: the same completions as one at a time except at
+# near-ties, where another float summation order can flip a token (docs/results.md counts them).
+EVAL_BATCH = 16
+
+
+def evaluate_gguf(gguf: Path, data: Path, out: Path, limit: int, sizes: Sizes) -> dict:
+    from t2g.eval.evaluate import evaluate
+
+    report = evaluate(str(gguf), str(data), str(out), limit=limit or None, runtime="llama.cpp",
+                      max_new_tokens=sizes.max_new_tokens, batch_size=EVAL_BATCH, progress=False)
+    return summarize(report)
+
+
+def summarize(report: dict) -> dict:
+    out = report["output"]
+    return {
+        "n": report["n_examples"],
+        "entity_f1": report["entity"]["f1"], "relation_f1": report["relation"]["f1"],
+        "entity_boundaries_f1": report["entity_boundaries"]["f1"],
+        "relation_boundaries_f1": report["relation_boundaries"]["f1"],
+        "json_valid_rate": report["json_valid_rate"],
+        "out_of_schema_rate": out["out_of_schema_rate"], "hallucinated_span_rate": out["hallucinated_span_rate"],
+        "n_pred_entities": out["n_pred_entities"], "n_pred_relations": out["n_pred_relations"],
+        "generate_s": round(report["timing"]["generate_s"], 1),
+    }
+
+
+def export_gguf(model: Path, out: Path, base: str) -> Path:
+    """The kit's export (adapter merged on its base, llama.cpp's converter, q8_0); no parity here."""
+    from t2g.export.pipeline import export_model
+
+    manifest = export_model(str(model), out, quant="q8_0", base_model=base, hf=False, name=model.name, parity_limit=0)
+    return out / manifest["ggufs"][0]
+
+
+def parity(hf_model: str, gguf: Path, out: Path, sizes: Sizes, base: str | None) -> dict:
+    """The export's parity check on the first test sentences (warn, recorded, never silent)."""
+    from t2g.data.load import load_examples
+    from t2g.export.parity import check_parity
+
+    examples = load_examples(str(DATA / "test.json"))[: sizes.parity_limit]
+    report = check_parity(hf_model, gguf, examples, out / "parity.json", on_fail="warn",
+                          max_new_tokens=sizes.max_new_tokens, base_model=base)
+    keep = ("n", "json_valid", "entity_f1", "relation_f1", "seconds", "texts_per_second")
+    return {"hf": {k: report["hf"][k] for k in keep}, "gguf": {k: report["gguf_side"][k] for k in keep},
+            "passed": report["passed"], "drop": report["drop"], "identical_completion_rate": report["identical_completion_rate"]}
+
+
+def base_stage(folder: Path, sizes: Sizes) -> dict:
+    from t2g.models.offline import smollm2_hf_dir
+
+    base = str(smollm2_hf_dir())
+    started = time.perf_counter()
+    gguf = export_gguf(Path(base), folder / "export", base)
+    export_s = time.perf_counter() - started
+    return {
+        "model": base, "gguf": str(gguf),
+        "dev": evaluate_gguf(gguf, DATA / "dev.json", folder / "dev", sizes.dev_limit, sizes),
+        "test": evaluate_gguf(gguf, DATA / "test.json", folder / "test", sizes.test_limit, sizes),
+        "parity": parity(base, gguf, folder, sizes, None),
+        "timing": {"export_s": round(export_s, 1)},
+    }
+
+
+def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: dict[str, float] | None = None,
+                 dtype: str = "auto") -> TrainConfig:
+    """SmolLM2-135M on CPU: LoRA through the hf backend (4-bit on CPU only costs time); dtype auto is bf16
+    autocast on AMX / AVX512-BF16 cores (faster than fp32 there) and fp32 elsewhere (t2g.train.cpu_features)."""
+    from t2g.models.offline import smollm2_hf_dir
+
+    every = sizes.select_every if stage == "sft" else sizes.grpo_select_every
+    cfg = replace(
+        TrainConfig(),
+        stages=(stage,), model=str(smollm2_hf_dir()), backend="hf", load_in_4bit=False, gradient_checkpointing=False,
+        dataset=str(DATA / "train.json"), max_examples=sizes.train_examples, augment_copies=1,
+        max_seq_length=1024, max_prompt_length=640, drop_long_examples=True,
+        sft_max_steps=sizes.sft_steps, sft_batch_size=sizes.sft_batch, sft_grad_accum=1, sft_learning_rate=5e-4,
+        grpo_max_steps=sizes.grpo_steps, grpo_batch_size=sizes.grpo_batch, grpo_grad_accum=sizes.grpo_accum,
+        num_generations=sizes.num_generations, max_completion_length=sizes.max_completion_length,
+        # GRPO lr: 5e-5 at temperature 1.0 broke greedy decoding of a weak SFT model within 10 steps (first
+        # run); 2e-5 at 0.7 moved a strong one by nothing measurable in 16 steps (second run: Adam moves each
+        # weight by about lr a step, so 16 x 2e-5 is about one SFT step's worth). 1e-4 at 0.7, with 4 prompts a
+        # step against the noise and dev selection between steps 8 and 16 against damage.
+        grpo_learning_rate=1e-4, temperature=0.7, beta=0.0,
+        dtype=cpu.training_dtype() if dtype == "auto" else dtype,
+        reward_weights=dict(weights or {}), output_dir=str(out_dir), run_name=f"bench-{stage}",
+        save_steps=every, save_total_limit=1000, sample_every=5, report_to=("none",), seed=seed,
+    )
+    # Default weights unless told; the reference scheme turns every other reward off (weights merge by name).
+    cfg.resume = (out_dir / "config.json").is_file()  # an interrupted stage continues from its last checkpoint
+    validate(cfg)
+    return cfg
+
+
+def checkpoints(stage_dir: Path) -> list[Path]:
+    found = [(int(p.name.split("-")[1]), p) for p in stage_dir.glob("checkpoint-*")
+             if p.name.split("-")[1].isdigit() and (p / "adapter_config.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def select_on_dev(run_dir: Path, stage: str, folder: Path, sizes: Sizes, base: str) -> tuple[dict, list[dict]]:
+    """Export + evaluate every checkpoint on the dev subset; best strict relation F1 wins."""
+    cands = checkpoints(run_dir / stage)
+    if not cands:
+        raise BenchError(f"{run_dir / stage}: no checkpoint with an adapter to select from")
+    scored = []
+    for ckpt in cands:
+        gguf = export_gguf(ckpt, folder / "select" / ckpt.name, base)
+        dev = evaluate_gguf(gguf, DATA / "dev.json", folder / "select" / ckpt.name / "dev", sizes.dev_limit, sizes)
+        step = int(ckpt.name.split("-")[1])
+        scored.append({"checkpoint": str(ckpt), "step": step, "gguf": str(gguf), "dev": dev})
+        print(f"bench: {folder.name} {ckpt.name}: dev relation F1 {dev['relation_f1']:.3f}, entity F1 {dev['entity_f1']:.3f}", flush=True)
+    best = max(scored, key=lambda c: (c["dev"]["relation_f1"], c["dev"]["entity_f1"], c["step"]))
+    return best, scored
+
+
+def train_only(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict | None, start_adapter: Path | None,
+               dtype: str, in_stage: bool) -> tuple[Any, list[dict]]:
+    """Train (or resume, or find finished) the stage's run in <folder>/run. Every invocation that trained
+    appends its wall seconds and core count to <folder>/training.json (in_stage=False: a --train_only
+    invocation, whose time the stage's wall time adds)."""
+    from t2g.train import pipeline as train
+    from t2g.train.session import ensure_model
+
+    cfg = train_config(folder / "run", sizes, seed, stage, weights, dtype)
+    session = train.start(cfg)
+    done = session.run.done(stage)
+    trains = not (done and done["steps"] >= (cfg.sft_max_steps if stage == "sft" else cfg.grpo_max_steps))
+    started = time.perf_counter()
+    if trains and start_adapter is not None:  # GRPO starts from the selected SFT checkpoint, not a fresh LoRA
+        ensure_model(session, adapter=start_adapter)
+    getattr(train, stage)(session)  # when finished earlier, this only records the stage in the session
+    record = folder / "training.json"
+    runs = json.loads(record.read_text())["runs"] if record.is_file() else []
+    if trains:
+        runs.append({"train_s": round(time.perf_counter() - started, 1), "threads": len(os.sched_getaffinity(0)),
+                     "in_stage": in_stage})
+        write_json_atomic(record, {"runs": runs})
+    return session, runs
+
+
+def train_stage(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict | None, start_adapter: Path | None,
+                dtype: str) -> dict:
+    from t2g.train import pipeline as train
+
+    session, runs = train_only(folder, sizes, seed, stage, weights, start_adapter, dtype, in_stage=True)
+    summary = train.finish(session)
+    run_dir = Path(session.run.dir)
+    base = session.model_name
+    started = time.perf_counter()
+    best, scored = select_on_dev(run_dir, stage, folder, sizes, base)
+    select_s = time.perf_counter() - started
+    gguf = Path(best["gguf"])
+    return {
+        "run_dir": str(run_dir), "start_adapter": str(start_adapter) if start_adapter else None,
+        "weights": grpo_weights(session.cfg) if stage == "grpo" else None,
+        "steps": summary["stages"][stage]["steps"], "examples": len(session.examples),
+        "selected": best["checkpoint"], "selected_step": best["step"], "candidates": scored, "gguf": str(gguf),
+        "dev": best["dev"],
+        "test": evaluate_gguf(gguf, DATA / "test.json", folder / "test", sizes.test_limit, sizes),
+        "parity": parity(best["checkpoint"], gguf, folder, sizes, base),
+        "timing": {"train_s": round(sum(r["train_s"] for r in runs), 1), "train_threads": sorted({r["threads"] for r in runs}),
+                   "earlier_wall_s": round(sum(r["train_s"] for r in runs if not r["in_stage"]), 1),
+                   "select_s": round(select_s, 1)},
+    }
+
+
+def grpo_weights(cfg: TrainConfig) -> dict[str, float]:
+    """The rewards GRPO actually trained on, by name (as t2g.train.grpo builds them)."""
+    from t2g.train.config import resolved_weights
+
+    funcs, weights = rewards.build(resolved_weights(cfg), reasoning=cfg.reasoning)
+    return {f.__name__: w for f, w in zip(funcs, weights)}
+
+
+def reference_weights() -> dict[str, float]:
+    """Every reward at its reference weight, 0 for those the reference scheme leaves out (weights merge by name)."""
+    return {r.name: r.reference_weight for r in rewards.REWARDS}
+
+
+def selected_sft(out: Path, wait_s: int) -> Path:
+    """The SFT checkpoint selected on dev; GRPO (c) and (d) both start from it. When another
+    invocation is running the SFT stage, wait for it (up to wait_s seconds)."""
+    marker = out / "sft" / "stage.json"
+    deadline = time.time() + wait_s
+    if not marker.is_file():
+        print(f"bench: waiting for the sft stage ({marker}) for up to {wait_s} s", flush=True)
+    while not marker.is_file():
+        if time.time() > deadline:
+            raise BenchError(f"{marker} is missing: run the sft stage first (--stages=sft), or raise --wait_s")
+        time.sleep(20)
+    return Path(json.loads(marker.read_text())["selected"])
+
+
+def set_threads(n: int, first_core: int) -> None:
+    """Pin this process (and so llama.cpp's default thread count and torch's) to `n` cores."""
+    if n <= 0:
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if first_core + n > len(cores):
+        raise BenchError(f"--threads={n} --first_core={first_core}: only {len(cores)} cores are available")
+    os.sched_setaffinity(0, cores[first_core:first_core + n])
+    os.environ["OMP_NUM_THREADS"] = str(n)  # before torch is imported (it is imported by the stages)
