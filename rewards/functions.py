@@ -80,7 +80,9 @@ def _flagged_fraction(a: Analysis, kinds: frozenset[str], n_items: int) -> float
 
 def grounding(a: Analysis) -> float:
     """Grounding penalty, in [-1, 0]: minus the fraction of entities whose span does not occur in
-    the text (normalised); 0.0 for a grounded or empty graph; -1.0 without a usable graph."""
+    the text (normalised); 0.0 for a grounded or empty graph; -1.0 without a usable graph. "Occurs"
+    is `t2g.task.spans`' rule, the one that gives inference output its offsets: an entity counted
+    here is one whose "spans" come out empty."""
     return _flagged_fraction(a, frozenset({SPAN_NOT_IN_TEXT}), len(a.graph.entities) if a.graph else 0)
 
 

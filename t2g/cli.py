@@ -2,7 +2,7 @@
 
 Every command is a flags dataclass (`t2g.flags`: each field's default, help and allowed values) and a
 function of it. The commands that run a model live beside their code (`t2g.infer.extract_command`,
-`t2g.eval.evaluate`), `t2g generate`'s flags are `t2g.synth.config.GenerateConfig`; the small ones
+`t2g.eval.evaluate`, `t2g.eval.view`), `t2g generate`'s flags are `t2g.synth.config.GenerateConfig`; the small ones
 are here. Fire reads the command line (`t2g.flags.read_command_line`). Bad input of any kind (a
 misspelt flag, a value that does not fit, a file that is not what it should be) prints one line
 `t2g: error: ...` and exits with status 2, never a traceback.
@@ -200,6 +200,12 @@ def _evaluate() -> Command:
     return EvaluateFlags, main, _model_errors()
 
 
+def _view() -> Command:
+    from t2g.eval.view import ViewFlags, main
+
+    return ViewFlags, main, ()
+
+
 def _export_errors() -> tuple[type[BaseException], ...]:
     """Export failures (missing llama.cpp, unfaithful template, parity) as one message, not a traceback."""
     import subprocess
@@ -222,6 +228,7 @@ COMMANDS: dict[str, Callable[[], Command]] = {
     "fetch-llama-cpp": lambda: (FetchLlamaCppFlags, fetch_llama_cpp, _export_errors()),
     "extract": _extract,
     "evaluate": _evaluate,
+    "view": _view,
 }
 
 

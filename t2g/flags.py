@@ -73,7 +73,14 @@ def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
+def _number_or_word(hint: Any) -> bool:
+    """`int | str`: a number, or a word such as "auto" that the field's validation interprets."""
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and set(typing.get_args(hint)) == {int, str}
+
+
 def type_name(hint: Any) -> str:
+    if _number_or_word(hint):
+        return "int or word"
     kind, optional = _unwrap_optional(hint)
     origin = typing.get_origin(kind) or kind
     name = {tuple: "list", list: "list", dict: "dict", bool: "bool", int: "int", float: "float", str: "str"}.get(
@@ -83,6 +90,10 @@ def type_name(hint: Any) -> str:
 
 def coerce(name: str, value: Any, hint: Any) -> Any:
     """Fit what Fire hands over (ints, floats, bools, strings, tuples) to the field's type."""
+    if _number_or_word(hint):
+        if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+            return value.strip()
+        return coerce(name, value, int)
     kind, optional = _unwrap_optional(hint)
     if value is None or (optional and isinstance(value, str) and value.lower() == "none"):
         if optional:

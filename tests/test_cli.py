@@ -231,7 +231,7 @@ def test_console_script_error_has_no_traceback(tmp_path):
 
 # --- every command is a flags dataclass: --help, misspelt flags, values that do not fit -----------
 
-COMMAND_NAMES = ["convert", "score", "compare", "generate", "export", "fetch-llama-cpp", "extract", "evaluate"]
+COMMAND_NAMES = ["convert", "score", "compare", "generate", "export", "fetch-llama-cpp", "extract", "evaluate", "view"]
 
 
 def test_every_command_lists_every_flag_with_type_default_and_meaning(capsys):

@@ -1,4 +1,4 @@
-"""`t2g evaluate`: a model on a dataset -> report.json, report.md, per_type_f1.png, predictions.jsonl.
+"""`t2g evaluate`: a model on a dataset -> report.json, report.md, per_type_f1.png, view.html, predictions.jsonl.
 
     t2g evaluate --model smollm2 --data ../shared/data/conll04/test.json --out eval/smollm2 --limit 20
     t2g evaluate --model runs/my-run --data test.jsonl --out eval/run --runtime hf
@@ -10,6 +10,11 @@ DIR/gold.jsonl --pred DIR/predictions.jsonl` reproduces every P/R/F1 in the repo
 the evaluated examples, after --limit, in the canonical format). The output diagnostics (hallucinated
 spans, out-of-schema types, dangling relations) come from `t2g.task.schema.validate_graph`, the same
 validation the rewards use. Decoding is greedy: the same model, data and runtime give the same report.
+
+Each prediction row is {"id", "text", "graph" (located: entities with "spans", relations with
+"head_spans" / "tail_spans"; null when the answer held none), "completion" or "chunk_completions",
+"error", "detail"?}; `t2g score` re-parses "completion" and ignores the spans. view.html
+(`t2g.eval.view`, linked from report.md) shows every text against its gold graph.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Sequence
 from t2g.data.canonical import DataError, Example, write_jsonl
 from t2g.data.load import load_examples
 from t2g.eval.predictions import read_predictions, score_predictions
+from t2g.eval.view import write_view
 from t2g.files import atomic_open, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from t2g.flags import flag
 from t2g.infer.extractor import Extractor
@@ -37,12 +43,13 @@ GOLD = "gold.jsonl"  # the evaluated examples (after --limit), so `t2g score` se
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 CHART = "per_type_f1.png"
+VIEW = "view.html"
 
 
 @inference_flags
 @dataclass
 class EvaluateFlags:
-    """Evaluate a model on a dataset: DIR/report.json, report.md, per_type_f1.png, predictions.jsonl, gold.jsonl.
+    """Evaluate a model on a dataset: DIR/report.json, report.md, per_type_f1.png, view.html, predictions.jsonl, gold.jsonl.
 
     Example: t2g evaluate --model smollm2 --data ../shared/data/conll04/test.json --out eval/smollm2 --limit 20
     `t2g score --gold DIR/gold.jsonl --pred DIR/predictions.jsonl` reproduces the report's P/R/F1.
@@ -62,6 +69,7 @@ def main(flags: Any) -> None:
           f"JSON valid {report['json_valid_rate']:.3f} on {report['n_examples']} examples "
           f"({report['timing']['sentences_per_s']:.2f} sentences/s); wrote {flags.out}/report.json, report.md, "
           "per_type_f1.png, predictions.jsonl, gold.jsonl", file=sys.stderr)
+    print(f"view: {Path(flags.out) / VIEW}", file=sys.stderr)
 
 
 def evaluate(
@@ -109,6 +117,7 @@ def evaluate(
     write_json_atomic(out_dir / REPORT_JSON, report)
     write_text_atomic(out_dir / REPORT_MD, render_markdown(report))
     write_chart(out_dir / CHART, report)
+    write_view(out_dir / VIEW, pred_path, examples, title=f"{model} on {data}")
     return report
 
 
@@ -122,12 +131,14 @@ def _load(data: str, limit: int | None) -> list[Example]:
 
 
 def prediction_row(example: Example, result: Extraction) -> dict:
-    """A row `t2g score` reads: the raw completion (re-parsed there), or the merged graph of a chunked text."""
-    row: dict[str, Any] = {"id": example.id}
+    """A row `t2g score` reads: the raw completion (re-parsed there), or the merged graph of a chunked text;
+    with the text and the located graph (offsets into the text) for people and `t2g view`."""
+    row: dict[str, Any] = {"id": example.id, "text": example.text}
     if result.chunks > 1:
-        row["graph"] = (result.graph or Graph()).to_dict()
+        row["graph"] = (result.graph or Graph()).to_dict(spans=True)
         row["chunk_completions"] = list(result.chunk_completions)
     else:
+        row["graph"] = result.graph.to_dict(spans=True) if result.graph is not None else None
         row["completion"] = result.completion
     row["error"] = result.error
     if result.detail:
@@ -217,6 +228,8 @@ def render_markdown(report: dict) -> str:
         f"runtime `{run['runtime']}`, constrained {run['constrained']}, prompt `{run['prompt_version']}`, "
         f"{report['n_examples']} examples, {timing['generate_s']:.1f} s "
         f"({timing['sentences_per_s'] or 0:.2f} sentences/s), greedy decoding",
+        "",
+        f"Every text with its predicted and gold graphs: [{VIEW}]({VIEW}).",
         "",
         "| micro (%) | precision | recall | F1 | tp | pred | gold |",
         "|---|---:|---:|---:|---:|---:|---:|",

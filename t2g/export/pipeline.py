@@ -1,6 +1,6 @@
 """The export stage: model (run dir, adapter, merged folder) -> merged HF, GGUFs, Modelfile, parity, card.
 
-    <out>/hf/                   merged 16-bit HF weights (when the source has an adapter and hf=True)
+    <out>/hf/                   merged 16-bit HF weights (when the source has an adapter or is pre-quantized, and hf=True)
     <out>/adapter/              the adapter alone (adapter_only=True)
     <out>/<name>-<quant>.gguf   one per --quant; k-quants are made from a 16-bit GGUF
     <out>/Modelfile             Ollama recipe for the first GGUF
@@ -146,7 +146,7 @@ def export_model(
     parity_max_new_tokens: int = 256,
 ) -> dict[str, Any]:
     """Export `model` into `out_dir`; returns (and writes as export.json) what was made."""
-    from t2g.export.merge import copy_adapter, load_tokenizer, merge_to_hf
+    from t2g.export.merge import copy_adapter, is_prequantized, load_tokenizer, merge_to_hf
     from t2g.infer.resolve import resolve_model
 
     out = Path(out_dir)
@@ -164,7 +164,7 @@ def export_model(
         manifest["adapter_dir"] = "adapter"
         quants = []
     lc = find_llama_cpp(llama_cpp) if quants else None  # fail fast, before the (slow) merge
-    if quants or (hf and spec.adapter and not adapter_only):
+    if quants or (hf and (spec.adapter or is_prequantized(spec.path)) and not adapter_only):
         hf_dir = _hf_source(spec, out, hf and not adapter_only, merged_dtype, merge_to_hf)
         try:
             manifest.update(_gguf_outputs(hf_dir, out, name, quants, lc, pretokenizer, load_tokenizer(spec.path, spec.adapter)))
@@ -183,9 +183,12 @@ def export_model(
 
 
 def _hf_source(spec, out: Path, keep: bool, dtype: str, merge_to_hf) -> Path:
-    """The HF folder to convert: the model itself when it is a plain local folder (nothing to merge),
-    else the adapter merged into its base (kept as `<out>/hf` when `keep`)."""
-    if not spec.adapter and Path(spec.path).is_dir():
+    """The HF folder to convert: the model itself when it is a plain, unquantized local folder (nothing
+    to merge), else the adapter merged into its base, or a pre-quantized model dequantized (kept as
+    `<out>/hf` when `keep`): llama.cpp's converter reads 16/32-bit weights only."""
+    from t2g.export.merge import is_prequantized
+
+    if not spec.adapter and Path(spec.path).is_dir() and not is_prequantized(spec.path):
         return Path(spec.path)
     target = out / "hf" if keep else out / f".merged-{int(time.time())}"
     print(f"t2g export: {'merging the adapter into' if spec.adapter else 'saving'} {dtype} weights -> {target}", file=sys.stderr)

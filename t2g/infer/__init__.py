@@ -16,6 +16,7 @@ Heavy libraries are imported inside the backends' constructors.
     llama_cpp_backend.py  llama-cpp-python on a GGUF, GBNF-constrained or batched
     greedy_grammar.py     GBNF-constrained greedy decoding that checks the argmax first
     llama_batched.py      several prompts decoded together on one llama.cpp model
+                          (greedy, or sampled n per prompt with log-probs; a LoRA adapter swapped in)
     openai_backend.py     an OpenAI-compatible server, JSON-schema-constrained
     openai_client.py      a robust client for OpenAI-compatible endpoints (timeouts, retries, pools)
     chunking.py           long texts cut into overlapping chunks, chunk graphs merged

@@ -8,7 +8,8 @@ relation whose two entities straddle a cut still appears whole in one chunk.
 
 Merging deduplicates with the project's one normalisation (`t2g.task.schema.normalize`), the same one
 the scorer matches on: an entity is (text, type), a relation (head, type, tail); the first surface
-form seen is kept.
+form seen is kept. The merged graph's offsets are found afterwards in the whole text
+(`t2g.infer.runner`), so they never point into a chunk.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 Input rows: {"text", "id"?, "entity_types"?, "relation_types"?, "type_descriptions"?}; rows without
 their own type lists use the `--entity_types` / `--relation_types` flags. Output rows (written
-atomically, in input order): {"id", "graph" (null when none), "error", "detail", "completion"}
+atomically, in input order): {"id", "text", "graph" (null when none), "error", "detail", "completion"}
 (`chunk_completions` instead of `completion` for texts that were chunked), so a file of texts that
-have gold graphs can be re-scored with `t2g score`.
+have gold graphs can be re-scored with `t2g score` and looked at with `t2g view`. The graph's
+entities carry "spans" ([start, end] offsets into "text", every occurrence, [] when the entity does
+not occur) and its relations "head_spans" / "tail_spans" (`t2g.task.spans`).
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ class ExtractFlags:
       t2g extract --model runs/my-run --runtime hf --input texts.jsonl --output graphs.jsonl
       t2g extract --model teacher --base_url http://127.0.0.1:8000/v1 --input texts.jsonl --output graphs.jsonl
     Input rows: {"text", "id"?, "entity_types"?, "relation_types"?, "type_descriptions"?}; the type flags are
-    the default for rows without their own. Output rows: {"id", "graph" (null when none), "error", "detail",
-    "completion"}. With --text the exit status is 1 when no graph came out.
+    the default for rows without their own. Output rows: {"id", "text", "graph" (null when none; entities with
+    "spans": [[start, end], ...] into "text"), "error", "detail", "completion"}. With --text the exit status is 1
+    when no graph came out.
     """
 
     text: str | None = flag(None, "one text to extract from (prints one JSON row); or --input")
@@ -62,7 +65,7 @@ def main(flags: Any) -> None:
         rows = read_inputs(input, flags.entity_types, flags.relation_types)
     with Extractor(flags.model, **inference_settings(flags)) as extractor:
         results = extractor.run([request for _, request in rows], progress=True)
-    out_rows = [output_row(row_id, result) for (row_id, _), result in zip(rows, results)]
+    out_rows = [output_row(row_id, request.text, result) for (row_id, request), result in zip(rows, results)]
     if text is not None:
         print(json.dumps(out_rows[0], ensure_ascii=False))
         if out_rows[0]["graph"] is None:
@@ -73,8 +76,10 @@ def main(flags: Any) -> None:
     print(f"wrote {len(out_rows)} rows to {output} ({failed} without a graph)", file=sys.stderr)
 
 
-def output_row(row_id: str, result: Extraction) -> dict:
-    row: dict[str, Any] = {"id": row_id, "graph": result.graph.to_dict() if result.graph is not None else None,
+def output_row(row_id: str, text: str, result: Extraction) -> dict:
+    """One output row; the graph with its offsets into `text` (the runner located it there)."""
+    row: dict[str, Any] = {"id": row_id, "text": text,
+                           "graph": result.graph.to_dict(spans=True) if result.graph is not None else None,
                            "error": result.error, "detail": result.detail}
     if result.chunks > 1:
         row["chunk_completions"] = list(result.chunk_completions)

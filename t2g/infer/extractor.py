@@ -4,6 +4,7 @@
     ex = Extractor("runs/my-run")          # or a .gguf, an HF folder, an adapter, "smollm2", a hub name
     graph = ex.extract("Tim Cook runs Apple.", ["person", "organization"], ["works for"])
     graph.entities, graph.relations        # a t2g.task.schema.Graph
+    graph.entities[0].spans                # ((0, 8),): where its text occurs, offsets into the text given
 
     ex = Extractor("qwen2.5:1.5b", base_url="http://127.0.0.1:11434/v1")   # an OpenAI-compatible server
     rows = ex.extract_batch(texts, entity_types, relation_types)            # [Extraction], never raises per row
@@ -11,7 +12,11 @@
 `Extractor.extract` raises `ExtractionError` when the model's answer holds no graph: the error carries
 the raw completion, the parser's reason (`t2g.task.parsing`: no_json, truncated, ...) or
 `backend_error`, and its detail. `extract_batch` and `run` never raise per row: each `Extraction` has
-`graph` (None when none), `completion`, `error` and `detail`. The models `Extractor` takes are those of
+`graph` (None when none), `completion`, `error` and `detail`. Every graph is located: each entity's
+`spans` (every occurrence, in order; () when the text does not hold it, which is also what makes it
+ungrounded) and each relation's `head_spans` / `tail_spans` are (start, end) offsets into the text
+given, found by `t2g.task.spans` (a chunked text's offsets too). `graph.to_dict(spans=True)` writes
+them as output rows do. The models `Extractor` takes are those of
 `t2g.infer.resolve`; its keywords are the flags of `t2g extract` (`t2g.infer.options`: the runtime,
 decoding, batching, chunking, and each runtime's own options, such as n_ctx for llama.cpp).
 Decoding is greedy everywhere, so results are deterministic for a given runtime.

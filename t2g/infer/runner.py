@@ -2,19 +2,21 @@
 
 Texts longer than the context are cut into overlapping chunks (`t2g.infer.chunking`) and the chunk
 graphs merged into one. Every completion goes through the task's one parser, and a failure is a
-value (`Extraction.error`), never an exception: one bad row does not stop a batch.
+value (`Extraction.error`), never an exception: one bad row does not stop a batch. Every graph comes
+back located (`t2g.task.schema.locate`): each entity's `spans` are offsets into the request's whole
+text, a chunked one included, found by the same rule that decides grounding.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from t2g.infer.backends import Generation, Request
 from t2g.infer.chunking import chunk_text, merge_graphs
 from t2g.task.parsing import parse_completion
-from t2g.task.schema import Graph
+from t2g.task.schema import Graph, locate
 
 BACKEND_ERROR = "backend_error"  # the backend produced no completion (endpoint failed, prompt too long)
 CHUNK_FAILED = "chunk_failed"  # a chunked text where some chunks gave no graph; `graph` merges the rest
@@ -25,7 +27,7 @@ _TEMPLATE_MARGIN = 32  # tokens the chat template adds around the messages (role
 class Extraction:
     """The answer for one text."""
 
-    graph: Graph | None  # None when no completion honoured the output contract
+    graph: Graph | None  # None when no completion honoured the output contract; else located in the text
     completion: str  # the raw model output (chunked texts: the chunks' outputs joined by blank lines)
     error: str | None = None  # a parser failure reason, BACKEND_ERROR or CHUNK_FAILED
     detail: str = ""
@@ -74,7 +76,7 @@ class Runner:
         per_request: list[list[Generation]] = [[] for _ in requests]
         for (i, _), gen in zip(jobs, generations):
             per_request[i].append(gen)
-        return [_combine(gens) for gens in per_request]
+        return [_combine(request, gens) for request, gens in zip(requests, per_request)]
 
     def _split(self, request: Request) -> list[Request]:
         size, count = self._chunk_budget(request)
@@ -101,13 +103,15 @@ class Runner:
         return (min(budget, self.chunk_size) if self.chunk_size else budget), count
 
 
-def _combine(gens: list[Generation]) -> Extraction:
+def _combine(request: Request, gens: list[Generation]) -> Extraction:
     if len(gens) == 1:
-        return _single(gens[0])
+        single = _single(gens[0])
+        return single if single.graph is None else replace(single, graph=locate(single.graph, request.text))
     parts = [_single(g) for g in gens]
     good = [p.graph for p in parts if p.graph is not None]
     failed = [f"chunk {k + 1}/{len(parts)}: {p.error} {p.detail}".rstrip() for k, p in enumerate(parts) if not p.ok]
-    graph = merge_graphs(good) if good else None
+    # Located in the whole text, not in each chunk: offsets into the text the caller gave.
+    graph = locate(merge_graphs(good), request.text) if good else None
     outputs = tuple(p.completion for p in parts)
     if not failed:
         return Extraction(graph, "\n\n".join(outputs), chunks=len(parts), chunk_completions=outputs)

@@ -5,20 +5,22 @@ relation's head and tail are entity *texts* (not ids): small models copy strings
 reliably than they keep id bookkeeping straight.
 
 Comparisons (types, spans, endpoints) go through `normalize`, the one normalisation the whole
-project uses, so that validation, rewards and evaluation agree on what "the same" means.
+project uses, so that validation, rewards and evaluation agree on what "the same" means. Whether a
+span occurs in the text, and where, is `t2g.task.spans` (one rule for validation, rewards and the
+offsets inference writes). Those offsets ride on the objects (`Entity.spans`, `Relation.head_spans`,
+`Relation.tail_spans`; `locate`) but are derived, never compared and never part of the canonical
+JSON: `to_dict(spans=True)` adds them to output rows.
 """
 
 from __future__ import annotations
 
 import json
-import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
-
-def normalize(s: str) -> str:
-    """Unicode NFKC, casefold, whitespace collapsed and stripped."""
-    return " ".join(unicodedata.normalize("NFKC", s).casefold().split())
+# `normalize` is defined beside the span finder it drives (spans import nothing of this module);
+# `t2g.task.schema.normalize` stays its public name.
+from t2g.task.spans import Span, SpanIndex, normalize
 
 
 class SchemaError(ValueError):
@@ -34,6 +36,7 @@ class SchemaError(ValueError):
 class Entity:
     text: str
     type: str
+    spans: tuple[Span, ...] = field(default=(), compare=False)  # where `text` occurs (filled by `locate`)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class Relation:
     head: str
     tail: str
     type: str
+    head_spans: tuple[Span, ...] = field(default=(), compare=False)  # the head's occurrences (`locate`)
+    tail_spans: tuple[Span, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -69,10 +74,19 @@ class Graph:
         )
         return cls(entities, relations)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, spans: bool = False) -> dict:
+        """The canonical dict; `spans=True` adds each entity's "spans" and each relation's
+        "head_spans" / "tail_spans" as [start, end] lists, as `locate` filled them (output rows,
+        never training targets)."""
+        if not spans:
+            return {
+                "entities": [{"text": e.text, "type": e.type} for e in self.entities],
+                "relations": [{"head": r.head, "tail": r.tail, "type": r.type} for r in self.relations],
+            }
         return {
-            "entities": [{"text": e.text, "type": e.type} for e in self.entities],
-            "relations": [{"head": r.head, "tail": r.tail, "type": r.type} for r in self.relations],
+            "entities": [{"text": e.text, "type": e.type, "spans": _lists(e.spans)} for e in self.entities],
+            "relations": [{"head": r.head, "tail": r.tail, "type": r.type, "head_spans": _lists(r.head_spans),
+                           "tail_spans": _lists(r.tail_spans)} for r in self.relations],
         }
 
     def to_json(self) -> str:
@@ -85,6 +99,25 @@ class Graph:
 
 
 EMPTY_GRAPH = Graph()
+
+
+def locate(graph: Graph, text: str | SpanIndex) -> Graph:
+    """`graph` with every entity's spans in `text` and every relation's endpoint spans filled in
+    (`t2g.task.spans.find_spans`; [] where a string does not occur)."""
+    index = text if isinstance(text, SpanIndex) else SpanIndex(text)
+    found: dict[str, tuple[Span, ...]] = {}
+
+    def spans(s: str) -> tuple[Span, ...]:
+        if s not in found:
+            found[s] = tuple(index.find(s))
+        return found[s]
+
+    return Graph(tuple(replace(e, spans=spans(e.text)) for e in graph.entities),
+                 tuple(replace(r, head_spans=spans(r.head), tail_spans=spans(r.tail)) for r in graph.relations))
+
+
+def _lists(spans: Iterable[Span]) -> list[list[int]]:
+    return [[start, end] for start, end in spans]
 
 
 def _kind(value: Any) -> str:
@@ -135,18 +168,20 @@ class TaskContext:
     text: str
     entity_types: Sequence[str]
     relation_types: Sequence[str]
+    spans: SpanIndex = field(init=False)
     norm_text: str = field(init=False)
     norm_entity_types: frozenset[str] = field(init=False)
     norm_relation_types: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.norm_text = normalize(self.text)
+        self.spans = SpanIndex(self.text)
+        self.norm_text = self.spans.norm
         self.norm_entity_types = frozenset(normalize(t) for t in self.entity_types)
         self.norm_relation_types = frozenset(normalize(t) for t in self.relation_types)
 
     def grounded(self, span: str) -> bool:
-        norm = normalize(span)
-        return bool(norm) and norm in self.norm_text
+        """Does `span` occur in the text? `t2g.task.spans`' rule, the one inference's offsets use."""
+        return self.spans.grounded(span)
 
 
 def validate_graph(
@@ -165,7 +200,7 @@ def validate_graph(
         key = (normalize(ent.text), normalize(ent.type))
         if key[1] not in ctx.norm_entity_types:
             violations.append(Violation(UNKNOWN_ENTITY_TYPE, path, f"type {ent.type!r} is not one of the given entity types"))
-        if not (key[0] and key[0] in ctx.norm_text):
+        if not ctx.grounded(ent.text):
             violations.append(Violation(SPAN_NOT_IN_TEXT, path, f"span {ent.text!r} does not occur in the text"))
         if key in seen_entities:
             violations.append(Violation(DUPLICATE_ENTITY, path, f"entity ({ent.text!r}, {ent.type!r}) repeats"))

@@ -10,6 +10,10 @@ second; torch, transformers, trl and unsloth are imported inside the functions t
     session.py         data, length checks, the run directory and the model of one run
     model_loading.py   unsloth or transformers + peft, 4-bit or not, LoRA on top
     sft.py, grpo.py    the two trainers
+    shared_prefix.py   GRPO's loss with each group's prompt computed once (a GRPOTrainer subclass)
+    rollouts.py        which engine samples GRPO's completions (--rollout: trainer, llama.cpp, vllm)
+    dynamic_sampling.py  DAPO's dynamic sampling: groups whose rewards are all equal replaced by fresh prompts
+    llama_rollout.py   GRPO's completions sampled by llama.cpp from the current LoRA (TRL's rollout_func)
     trainer_args.py    what the two trainers share: arguments, checkpoints, closing a stage
     runs.py            the run directory: config, samples, summary, resume
     distributed.py     several processes under accelerate launch

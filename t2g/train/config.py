@@ -32,6 +32,7 @@ STAGES = ("sft", "grpo", "export", "evaluate")
 BACKENDS = ("unsloth", "hf")
 REPORT_TO = ("tensorboard", "wandb", "none")
 VLLM_MODES = ("off", "colocate", "server")
+ROLLOUTS = ("auto", "trainer", "llama.cpp", "vllm")
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -116,11 +117,28 @@ class TrainConfig:
     grpo_batch_size: int = flag(8, "completions per device per forward pass")
     grpo_grad_accum: int = flag(2, "forward passes accumulated into one GRPO optimizer step")
     num_generations: int = flag(8, "completions per prompt: the group whose rewards are compared, >= 2")
-    max_completion_length: int = flag(512, "longest completion, in tokens (a cut one earns the truncation penalty)")
+    max_completion_length: int | str = flag(
+        "auto", "longest completion, in tokens (a cut one earns the truncation penalty); auto: the 99th percentile "
+        "of the training targets' token lengths plus a 10% margin, printed at start")
     temperature: float = flag(1.0, "sampling temperature of GRPO's completions, > 0")
     top_p: float = flag(1.0, "nucleus sampling: the probability mass completions are drawn from (1.0 = all)")
+    top_k: int = flag(0, "sample among the k likeliest tokens only (0 = all)")
+    min_p: float = flag(0.0, "drop tokens less likely than min_p times the likeliest (0 = none)")
+    rollout: str = flag("auto", "who samples GRPO's completions: trainer (model.generate), llama.cpp (an f32 GGUF of "
+                        "the base plus the current LoRA, synced after every optimizer step), vllm (--vllm_mode); "
+                        "auto: vllm when --vllm_mode is on, else trainer on CUDA or for a 4-bit base, else llama.cpp",
+                        choices=ROLLOUTS)
+    rollout_threads: int = flag(0, "llama.cpp threads for --rollout=llama.cpp (0 = every core this process may use)")
+    dynamic_sampling: int = flag(2, "--rollout=llama.cpp: rounds in which groups whose completions all earn the same "
+                                 "reward (they teach nothing) are replaced by fresh prompts, DAPO's dynamic sampling "
+                                 "(0 = keep them)")
+    shared_prefix: str = flag("auto", "compute each group's shared prompt once in the loss (same log-probs and "
+                              "gradients); auto: on wherever TRL's own trainer computes the loss (not under "
+                              "unsloth on CUDA, which replaces it)", choices=("auto", "on", "off"))
     beta: float = flag(0.0, "KL coefficient against the reference model (0: no reference model is loaded)")
     epsilon: float = flag(0.2, "clipping range of the policy ratio")
+    epsilon_high: float = flag(0.0, "upper clipping range of the policy ratio (DAPO's clip-higher; 0 = --epsilon)")
+    grpo_weight_decay: float = flag(0.0, "AdamW weight decay of the GRPO stage")
     num_iterations: int = flag(1, "optimizer passes over each batch of completions (TRL's mu)")
     loss_type: str = flag("dapo", "TRL's GRPO loss normalisation: dapo, grpo, dr_grpo, bnpo, ...")
     scale_rewards: str = flag("group", "advantages divided by the rewards' std within each group, across the "
@@ -153,7 +171,8 @@ class TrainConfig:
     sample_every: int = flag(10, "GRPO steps between logged sample completions (0 = never)")
     report_to: tuple = flag(("tensorboard",), "where metrics are logged", choices=REPORT_TO)
     seed: int = flag(42, "random seed: data order, LoRA initialisation, sampling")
-    optim: str = flag("adamw_torch", "the optimizer, by its transformers name (adamw_torch, adamw_8bit, ...)")
+    # adamw_torch_fused: unsloth's CPU backend turns adamw_torch into it, and both backends must train alike.
+    optim: str = flag("adamw_torch_fused", "the optimizer, by its transformers name (adamw_torch_fused, adamw_8bit, ...)")
 
     # The recipe's CPU-sized settings for --smoke; explicit flags still win over them.
     SMOKE_OVERRIDES: ClassVar[Mapping[str, Any]] = {}
@@ -285,16 +304,27 @@ def cli(cls: type[C], main: Callable[[C], Any], argv: list[str] | None = None) -
         return None
     try:
         cfg = from_flags(cls, flags.read_command_line(argv, prog))
+        env_defaults(cfg)  # before main() imports unsloth, which reads them once
         return main(cfg)
     except (FlagError, DataError) as exc:  # bad flags or data: one clear line, no traceback
         print(f"{prog}: error: {exc}", file=sys.stderr)
         sys.exit(2)
 
 
-def env_defaults() -> None:
-    """Never let unsloth install things or fetch llama.cpp behind the user's back."""
+def env_defaults(cfg: TrainConfig | None = None) -> None:
+    """Never let unsloth install things or fetch llama.cpp behind the user's back.
+
+    With a config that runs unsloth's vLLM engine (--fast_inference): its standby mode, which unsloth
+    reads when it is imported. vLLM then allocates through a sleep-capable allocator and t2g puts it to
+    sleep between loading and GRPO's first generation (t2g.train.model_loading), so SFT and GRPO's
+    training steps get the GPU memory that --gpu_memory_utilization reserves for vLLM's KV cache.
+    UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE keeps that flag's value (standby would replace it with
+    unsloth's own share per card size). Values already in the environment win."""
     os.environ.setdefault("UNSLOTH_AUTO_INSTALL", "0")
     os.environ.setdefault("UNSLOTH_LLAMA_CPP_OFFLINE", "1")
+    if cfg is not None and cfg.backend == "unsloth" and cfg.fast_inference:
+        os.environ.setdefault("UNSLOTH_VLLM_STANDBY", "1")
+        os.environ.setdefault("UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE", "1")
 
 
 def load_recipe(path: str | os.PathLike) -> ModuleType:

@@ -3,6 +3,9 @@
 - `unsloth` (default): `FastLanguageModel` (4-bit, fused kernels, its gradient checkpointing, LoRA
   through its `get_peft_model`; vLLM generation on CUDA with `fast_inference`). Without a GPU,
   unsloth 2026.10 switches to its CPU backend (stock transformers + PEFT under the same calls).
+  With `fast_inference` vLLM starts when the model loads; in unsloth's standby mode (set by
+  `t2g.train.config.env_defaults` before unsloth is imported) it is put to sleep right away, so its
+  KV cache is released through SFT and between GRPO's generations (`vllm_standby`).
 - `hf`: transformers + peft (+ bitsandbytes 4-bit): for users without unsloth, and the baseline
   for benchmarks.
 
@@ -122,7 +125,39 @@ def _load_unsloth(cfg: TrainConfig, name: str, adapter: str | Path | None) -> Lo
     model = FastLanguageModel.get_peft_model(model, **_lora_kwargs(cfg), use_gradient_checkpointing=gc,
                                              random_state=cfg.seed, bias="none")
     ensure_pad_token(tok)
+    if cfg.fast_inference:
+        vllm_standby(model)
     return LoadedModel(model, tok, "unsloth", name, quantized)
+
+
+def vllm_standby(model) -> bool:
+    """Put unsloth's vLLM engine to sleep until GRPO generates; say what it freed.
+
+    vLLM reserves --gpu_memory_utilization of the GPU when it starts (its KV cache; the weights are
+    shared with the training model). Without this the reservation stays through SFT. Asleep, the KV
+    cache is released (the shared weights stay); GRPO's generation wakes it (unsloth's patched
+    `LLM.generate`) and TRL's sleep mode, which unsloth turns on with standby, puts it back to sleep
+    after each generation. Needs UNSLOTH_VLLM_STANDBY=1 set before unsloth was imported.
+    """
+    import os
+
+    import torch
+
+    engine = getattr(model, "vllm_engine", None)
+    config = getattr(getattr(getattr(engine, "llm_engine", None), "vllm_config", None), "model_config", None)
+    if engine is None or not getattr(config, "enable_sleep_mode", False):
+        standby = os.environ.get("UNSLOTH_VLLM_STANDBY", "0")
+        print(f"t2g: warning: vLLM holds --gpu_memory_utilization of the GPU through SFT: its sleep mode is off "
+              f"(UNSLOTH_VLLM_STANDBY={standby}; it must be 1 before unsloth is imported, as the recipes set it)",
+              file=sys.stderr)
+        return False
+    before, total = torch.cuda.mem_get_info()
+    engine.sleep(1)
+    after = torch.cuda.mem_get_info()[0]
+    gib = 2 ** 30
+    print(f"t2g: vLLM standby: asleep until GRPO generates; GPU memory free {before / gib:.2f} -> {after / gib:.2f} "
+          f"GiB of {total / gib:.2f} GiB", file=sys.stderr)
+    return True
 
 
 def _load_hf(cfg: TrainConfig, name: str, adapter: str | Path | None) -> LoadedModel:

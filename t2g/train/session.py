@@ -7,6 +7,7 @@ The rows each trainer reads (`sft_rows`, `grpo_rows`) are built here from the sh
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -111,6 +112,23 @@ def check_lengths(examples: Sequence[Example], tokenizer, cfg: TrainConfig) -> l
     return kept
 
 
+AUTO_PERCENTILE = 99
+AUTO_MARGIN = 0.10
+
+
+def completion_limit(examples: Sequence[Example], tokenizer, cfg: TrainConfig) -> tuple[int, str]:
+    """--max_completion_length=auto: the 99th percentile of the SFT targets' token lengths (EOS included),
+    plus 10% (at least 8 tokens), capped by --max_seq_length - --max_prompt_length. A completion the
+    model learned to write fits; one that loops is cut there instead of holding the batch for
+    hundreds of tokens (every completion of a batch decodes until its longest stops)."""
+    lengths = sorted(len(tokenizer(target_for(ex, cfg), add_special_tokens=False)["input_ids"]) + 1 for ex in examples)
+    high = lengths[min(len(lengths) - 1, math.ceil(AUTO_PERCENTILE / 100 * len(lengths)) - 1)]
+    cap = cfg.max_seq_length - cfg.max_prompt_length
+    limit = min(cap, high + max(8, math.ceil(AUTO_MARGIN * high)))
+    return limit, (f"p{AUTO_PERCENTILE} of {len(lengths)} training targets {high} + {AUTO_MARGIN:.0%}, longest "
+                   f"{lengths[-1]}" + (f"; capped by --max_seq_length - --max_prompt_length = {cap}" if limit == cap else ""))
+
+
 # ----------------------------------------------------------------------------------------------
 # The session
 
@@ -131,6 +149,10 @@ def start(cfg: TrainConfig) -> Session:
     examples = check_lengths(examples, tokenizer, cfg)
     same_examples_on_every_rank(examples)
     run = runs.open_run(cfg, extra={"model_resolved": name, "examples": len(examples)})
+    if cfg.max_completion_length == "auto":  # config.json keeps "auto" (a resume resolves it again, alike)
+        cfg.max_completion_length, how = completion_limit(examples, tokenizer, cfg)
+        run.record(max_completion_length=cfg.max_completion_length)
+        print(f"t2g: --max_completion_length=auto: {cfg.max_completion_length} tokens ({how})")
     print(f"t2g: run directory {run.dir}; {len(examples)} examples; stages {','.join(cfg.stages)}")
     return Session(cfg, examples, tokenizer, run, name)
 

@@ -82,6 +82,17 @@ def test_report_comes_from_the_shared_scorer_and_rescored_predictions_agree(tmp_
     md = (out / "report.md").read_text()
     assert "| entity (strict) | 60.0 | 50.0 |" in md and "| relation | works for |" in md
     assert (out / "per_type_f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Each prediction row carries its text and the located graph; the page sits beside the report.
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in rows] == [ex.text for ex in GOLD]
+    assert rows[0]["graph"]["entities"] == [{"text": "Tim Cook", "type": "person", "spans": [[0, 8]]},
+                                            {"text": "Apple", "type": "organization", "spans": [[19, 24]]}]
+    assert rows[0]["graph"]["relations"][0]["head_spans"] == [[0, 8]]
+    assert [e["spans"] for e in rows[1]["graph"]["entities"]] == [[[0, 12]], [], [[17, 24]]]  # "Charles" is not there
+    assert rows[3]["graph"] is None and rows[3]["completion"] == "I found nothing."
+    assert "[view.html](view.html)" in md
+    page = (out / "view.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Ada Lovelace met Babbage." in page
 
 
 def test_limit_and_cli(tmp_path, gold_file, capsys):
@@ -153,6 +164,9 @@ def test_chunked_texts_are_merged_and_still_rescorable(tmp_path, gold_file):
     first = rows[0]  # "Tim Cook works for Apple." in chunks of <= 16 characters
     assert len(first["chunk_completions"]) >= 2 and "completion" not in first
     assert [e["text"] for e in first["graph"]["entities"]] == ["Tim", "Cook", "Apple"]
+    # Offsets into the whole text, not into the chunk each entity came from.
+    assert first["text"] == "Tim Cook works for Apple."
+    assert [e["spans"] for e in first["graph"]["entities"]] == [[[0, 3]], [[4, 8]], [[19, 24]]]
     out = tmp_path / "out"
     rescored = score_predictions(load_examples(out / "gold.jsonl"), read_predictions(out / "predictions.jsonl"))
     assert report["entity"] == rescored["entity"] and report["json_valid_rate"] == 1.0

@@ -73,7 +73,11 @@ def test_readme_example_against_an_endpoint():
     with FakeServer(script) as server:
         ex = Extractor("teacher", base_url=server.base_url, retries=0)
         assert ex.spec.runtime == "openai"
-        assert ex.extract(TEXT, ENTS, RELS) == Graph.from_dict(GOOD)
+        graph = ex.extract(TEXT, ENTS, RELS)
+        assert graph == Graph.from_dict(GOOD)
+        # Located: offsets into the text given ("Tim Cook runs Apple.").
+        assert [e.spans for e in graph.entities] == [((0, 8),), ((14, 19),)]
+        assert (graph.relations[0].head_spans, graph.relations[0].tail_spans) == (((0, 8),), ((14, 19),))
         with pytest.raises(ExtractionError) as info:
             ex.extract("Nobody here.", ENTS, RELS)
         assert info.value.reason == "no_json" and info.value.completion == "I found nothing."

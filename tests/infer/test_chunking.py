@@ -123,6 +123,19 @@ def test_runner_chunks_a_text_longer_than_the_context_and_merges():
     assert len(result.chunk_completions) == result.chunks and result.completion.count("\n\n") == result.chunks - 1
 
 
+def test_a_chunked_text_gets_offsets_into_the_whole_text():
+    text = long_text(60)
+    [result] = Runner(WordBackend(context_length=300), max_new_tokens=100, chunk_overlap=8).run([make_request(text, ["name"], ["next"])])
+    assert result.chunks > 1
+    by_text = {e.text: e.spans for e in result.graph.entities}
+    last = text.index("Name59 ")
+    assert (last, last + 6) in by_text["Name59"] and last > len(text) // 2  # far beyond the first chunk
+    for entity in result.graph.entities:  # every occurrence ("Name1" is in "Name10" too), each as written
+        assert entity.spans and all(text[s:e] == entity.text for s, e in entity.spans)
+    for rel in result.graph.relations:
+        assert rel.head_spans == by_text[rel.head] and rel.tail_spans == by_text[rel.tail]
+
+
 def test_runner_keeps_good_chunks_when_one_fails():
     request = make_request(long_text(60), ["name"], ["next"])
     [result] = Runner(WordBackend(300, fail_on="Name30 "), max_new_tokens=100, chunk_overlap=0).run([request])

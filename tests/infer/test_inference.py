@@ -284,6 +284,10 @@ def test_extract_cli_jsonl_in_and_out(tmp_path, capsys):
     got = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [g["id"] for g in got] == ["a", "2"]
     assert Graph.from_dict(got[0]["graph"]).entities[0].text == "Tim Cook" and got[0]["completion"] == GOOD
+    # Each row carries its text, and the graph's offsets into it.
+    assert [r["text"] for r in got] == [row["text"] for row in rows]
+    assert got[0]["graph"]["entities"][0]["spans"] == [[5, 13]]
+    assert got[0]["text"][5:13] == "Tim Cook"
     assert got[1]["graph"] is None and got[1]["error"] == BACKEND_ERROR and "HTTP 500" in got[1]["detail"]
     assert "1 without a graph" in err
 

@@ -220,11 +220,12 @@ def test_vllm_settings_reach_grpo_config(Config, monkeypatch):
     monkeypatch.setattr(validate, "cuda_available", lambda: True)
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(validate.importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real_find_spec(name, *a))
-    server = from_flags(Config, {"backend": "hf", "vllm_mode": "server", "vllm_server_host": "10.0.0.5",
-                                 "vllm_server_port": 8001})
+    server = from_flags(Config, {"backend": "hf", "load_in_4bit": False, "vllm_mode": "server",
+                                 "vllm_server_host": "10.0.0.5", "vllm_server_port": 8001})
     assert vllm_args(server) == {"use_vllm": True, "vllm_gpu_memory_utilization": 0.6, "vllm_mode": "server",
                                  "vllm_server_host": "10.0.0.5", "vllm_server_port": 8001, "vllm_server_timeout": 240.0}
-    assert vllm_args(from_flags(Config, {"backend": "hf", "vllm_mode": "colocate"}))["vllm_mode"] == "colocate"
+    hf_colocated = from_flags(Config, {"backend": "hf", "load_in_4bit": False, "vllm_mode": "colocate"})
+    assert vllm_args(hf_colocated)["vllm_mode"] == "colocate"
     colocated = from_flags(Config, {"vllm_mode": "colocate"})  # unsloth: its own engine, one switch
     assert colocated.fast_inference and vllm_args(colocated) == {"use_vllm": True, "vllm_gpu_memory_utilization": 0.6}
     assert from_flags(Config, {"fast_inference": True}).vllm_mode == "colocate"

@@ -112,9 +112,12 @@ def test_recipe_sft_then_grpo(tiny_model_dir, nothing_to_extract, tmp_path, back
 
 
 @pytest.mark.slow
-def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_extract, tmp_path):
+@pytest.mark.parametrize("rollout", ["trainer", "llama.cpp"])
+def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_extract, tmp_path, rollout):
     out = tmp_path / "run"
-    args = tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf", "--stages=sft,grpo")
+    args = tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf", "--stages=sft,grpo", f"--rollout={rollout}")
+    if rollout == "llama.cpp":  # a LoRA adapter cannot carry a fully trained lm_head
+        args = [a.replace(",lm_head", "") if a.startswith("--lora_target_modules=") else a for a in args]
     run_recipe_ok(*args)  # stops at GRPO step 2 (a checkpoint every step)
     proc = run_recipe_ok(*args, "--grpo_max_steps=4", "--resume")
     assert "sft: already finished (8 steps); skipping" in proc.stderr
@@ -129,6 +132,11 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_ex
     # The trainer state carried on from checkpoint-2 (optimizer, scheduler and weights load with it).
     state = json.loads((out / "grpo" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4 and train_steps(state["log_history"]) == [1, 2, 3, 4]
+    assert json.loads((out / "run.json").read_text())["grpo_rollout"] == rollout
+    if rollout == "llama.cpp":  # the cached f32 base GGUF stays; no adapter file is left behind
+        left = sorted(p.name for p in (out / "grpo" / "rollout").iterdir())
+        assert left and all(name.endswith(".gguf") and "adapter" not in name for name in left), left
+        assert any("dynamic_sampling/flat_groups" in row for row in history)
 
 
 @pytest.mark.slow
