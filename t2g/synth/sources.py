@@ -16,7 +16,6 @@ or extended run recognises the rows it already has.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator

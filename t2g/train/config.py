@@ -126,7 +126,8 @@ class TrainConfig:
     min_p: float = flag(0.0, "drop tokens less likely than min_p times the likeliest (0 = none)")
     rollout: str = flag("auto", "who samples GRPO's completions: trainer (model.generate), llama.cpp (an f32 GGUF of "
                         "the base plus the current LoRA, synced after every optimizer step), vllm (--vllm_mode); "
-                        "auto: vllm when --vllm_mode is on, else trainer on CUDA or for a 4-bit base, else llama.cpp",
+                        "auto: vllm when --vllm_mode is on, else trainer on CUDA or where llama.cpp cannot sample the "
+                        "policy (4-bit base, fully trained lm_head, --lora_dropout > 0; the run says why), else llama.cpp",
                         choices=ROLLOUTS)
     rollout_threads: int = flag(0, "llama.cpp threads for --rollout=llama.cpp (0 = every core this process may use)")
     dynamic_sampling: int = flag(2, "--rollout=llama.cpp: rounds in which groups whose completions all earn the same "
