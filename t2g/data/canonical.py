@@ -8,6 +8,11 @@ One JSON object per line:
 Optional fields: "reasoning" (a trace for the `<think>` block in SFT targets) and
 "type_descriptions" ({type: short description}, rendered into the prompt).
 
+A graph is a set: an `Example` holds its gold graph deduplicated (`Graph.deduplicated`), however it
+was built (a canonical row, a converter, augmentation), so that the SFT target rendered from it, the
+rewards and the scorer agree. Datasets that list each mention (CoNLL04 repeats "American" where the
+sentence does) would otherwise teach a target that GRPO's `consistency` reward charges for.
+
 Errors name the file, the line and the field, and say what to do.
 """
 
@@ -37,6 +42,9 @@ class Example:
     graph: Graph
     reasoning: str | None = None
     type_descriptions: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.graph = self.graph.deduplicated()
 
     def to_dict(self) -> dict:
         row: dict[str, Any] = {

@@ -15,7 +15,7 @@ from t2g.synth.inventory import Inventory, count_types
 from t2g.synth.sources import SourceText
 from t2g.task.parsing import parse_completion
 from t2g.task.schema import (DANGLING_HEAD, DANGLING_TAIL, SPAN_NOT_IN_TEXT, UNKNOWN_ENTITY_TYPE, UNKNOWN_RELATION_TYPE, Entity,
-                             Graph, Relation, normalize, validate_graph)
+                             Graph, Relation, validate_graph)
 
 # Drop reasons after the teacher, in the order a row is checked (a parse failure is `parse_<error>`).
 OUT_OF_INVENTORY = "out_of_inventory_type"
@@ -67,7 +67,7 @@ def _filter(cfg: GenerateConfig, src: SourceText, graph: Graph,
     if not cfg.fixed:
         # Open extraction: a rare type is not in the prompt's list, so its items are not asked for.
         mapped = restrict_graph(mapped, inv_e.types, inv_r.types)
-    graph = _dedupe(mapped)
+    graph = mapped.deduplicated()
     kinds = {v.kind for v in validate_graph(graph, src.text, inv_e.types, inv_r.types)}
     if kinds & {UNKNOWN_ENTITY_TYPE, UNKNOWN_RELATION_TYPE}:
         return None, OUT_OF_INVENTORY
@@ -96,12 +96,3 @@ def _map_types(graph: Graph, inv_e: Inventory, inv_r: Inventory) -> tuple[Graph,
         unknown |= name is None
         rels.append(Relation(r.head, r.tail, name or r.type))
     return Graph(tuple(ents), tuple(rels)), unknown
-
-
-def _dedupe(graph: Graph) -> Graph:
-    """Repeated entities/relations (same normalised key) collapse to the first: harmless, not a drop."""
-    seen_e, seen_r = set(), set()
-    ents = [e for e in graph.entities if not ((k := (normalize(e.text), normalize(e.type))) in seen_e or seen_e.add(k))]
-    rels = [r for r in graph.relations
-            if not ((k := (normalize(r.head), normalize(r.type), normalize(r.tail))) in seen_r or seen_r.add(k))]
-    return Graph(tuple(ents), tuple(rels))

@@ -97,6 +97,20 @@ class Graph:
     def is_empty(self) -> bool:
         return not self.entities and not self.relations
 
+    def deduplicated(self) -> "Graph":
+        """The graph as the set it is: a repeated entity (same normalised text and type) or relation
+        (same normalised head, type and tail) collapses to its first occurrence. The keys are those of
+        `validate_graph`'s duplicate checks, so a deduplicated graph never earns their penalty."""
+        seen_e: set[tuple[str, str]] = set()
+        seen_r: set[tuple[str, str, str]] = set()
+        entities = [e for e in self.entities
+                    if not ((k := (normalize(e.text), normalize(e.type))) in seen_e or seen_e.add(k))]
+        relations = [r for r in self.relations
+                     if not ((k := (normalize(r.head), normalize(r.type), normalize(r.tail))) in seen_r or seen_r.add(k))]
+        if len(entities) == len(self.entities) and len(relations) == len(self.relations):
+            return self
+        return Graph(tuple(entities), tuple(relations))
+
 
 EMPTY_GRAPH = Graph()
 
