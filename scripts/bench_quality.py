@@ -1,12 +1,15 @@
-"""Quality benchmark (issue 8): does SFT + GRPO beat zero-shot and SFT alone on CoNLL04?
+"""Quality benchmark (issues 8 and 18): does GRPO make SmolLM2-135M a better type-conditioned extractor
+than SFT alone, given the same time? On CPU, every row evaluated through the exported GGUF (q8_0) with
+llama.cpp (greedy, the shared prompt, the shared scorer), on CoNLL04 test and on the type-conditioning
+sets (t2g.eval.conditions: renamed types, asked subsets, distractor types, empty answers):
 
-SmolLM2-135M-Instruct on CPU, four rows, all evaluated on CoNLL04 test through the exported GGUF
-(q8_0) with llama.cpp (greedy, the shared prompt, the shared scorer):
-
-    (a) base      the base model, zero-shot
-    (b) sft       LoRA SFT on CoNLL04 train (converted + type-augmented)
-    (c) grpo      (b)'s selected adapter + GRPO with rewards.DEFAULT_WEIGHTS
-    (d) grpo_ref  the SAME adapter + GRPO with rewards.REFERENCE_WEIGHTS (same steps, same seed)
+    (a)  base        the base model, zero-shot
+    (b)  sft         LoRA SFT on CoNLL04 train (converted + type-augmented), selected on dev
+    (c)  grpo        (b)'s selected adapter + GRPO with rewards.DEFAULT_WEIGHTS; three seeds:
+         grpo_seed2, grpo_seed3   (seed + 1, seed + 2)
+    (b+) sft_more    (b)'s selected adapter + more SFT for the wall time (c)'s first run trained: the
+                     honest control, since a GRPO step costs many SFT steps
+    (d)  grpo_ref    the SAME adapter + GRPO with rewards.REFERENCE_WEIGHTS (same steps and seed as (c))
 
 Model selection: every training stage checkpoints every --select_every steps; each checkpoint is
 exported (t2g.export.export_model) and evaluated on a CoNLL04 dev subset; the one with the best
@@ -14,12 +17,12 @@ strict relation F1 (then entity F1, then the later step) is the stage's model. H
 is the export's parity check (t2g.export.parity.check_parity) on a test subset. The driver is thin: training
 is t2g.train (start/sft/grpo/finish), export is t2g.export, evaluation is t2g.eval.evaluate.
 
-    python scripts/bench_quality.py --out bench/full --docs docs/results.md --img_dir docs/img   # all stages in turn, one process
-    # docs/results.md's run instead: --train_only SFT on both cores, then two one-core processes (~90 min on a 2-core Xeon with AMX)
-    python scripts/bench_quality.py --quick --out /tmp/bench-quick                             # every stage, tiny
+    python scripts/bench_quality.py --out /work/bench18/conll04 --docs docs/results.md --img_dir docs/img   # every stage in turn
+    python scripts/bench_quality.py --quick --out /tmp/bench-quick                                        # every stage, tiny
 
 `python scripts/bench_quality.py --help` lists every flag. The stages live in scripts/quality_stages.py,
-the report in scripts/quality_report.py; this file reads the flags and runs the stages in order.
+the report in scripts/quality_report.py and its
+Markdown in scripts/quality_render.py; this file reads the flags and runs the stages in order.
 
 Resumable per stage: a stage whose `stage.json` exists in --out is skipped (its numbers are reused);
 a training stage interrupted mid-way continues from its last checkpoint. Delete a stage's folder to
@@ -38,9 +41,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # First: it sets the offline environment before anything heavy is imported.
-from quality_stages import (DATA, FULL, QUICK, ROWS, BenchError, Sizes, base_stage, reference_weights, run_stage,  # noqa: E402
-                            selected_sft, set_threads, train_only, train_stage)
-from quality_report import render, report  # noqa: E402
+from quality_stages import (DATA, FULL, GRPO_ROWS, QUICK, ROWS, BenchError, Sizes, base_stage, more_sft_steps,  # noqa: E402
+                            reference_weights, run_stage, selected_sft, set_threads, train_only, train_stage)
+from quality_render import render  # noqa: E402
+from quality_report import report  # noqa: E402
 from t2g.flags import flag, parse, read_command_line, run  # noqa: E402
 from t2g.train import malloc as allocator  # noqa: E402
 
@@ -72,7 +76,8 @@ class _Flags:
     train_only: bool = flag(False, "only train the --stages (resumable), e.g. SFT on all cores before the one-core "
                                    "stages; a later invocation without it selects and evaluates, and the stage's "
                                    "wall time adds this one")
-    wait_s: int = flag(0, "grpo/grpo_ref: wait this long for another invocation's sft stage")
+    wait_s: int = flag(0, "GRPO rows and sft_more: wait this long for another invocation's sft (and, for sft_more, "
+                          "grpo) stage")
 
 
 # Every size is a flag too, overriding the full run's (or --quick's) value: one list, Sizes.
@@ -101,29 +106,22 @@ def bench(flags: _Flags, command_line: bool) -> dict:
     stages = list(flags.stages)
     if not stages:
         raise BenchError(f"--stages is empty: give some of {','.join(ROWS)}")
-    weights = {"grpo": {}, "grpo_ref": reference_weights()}  # {}: the registry's DEFAULT_WEIGHTS
-    if flags.train_only:
-        if "base" in stages:
-            raise BenchError("--train_only: the base row has no training; leave it out of --stages")
-        for stage in stages:
-            if (out / stage / "stage.json").is_file():
-                print(f"bench: {stage}: done earlier; nothing to train", flush=True)
-                continue
+    if flags.train_only and "base" in stages:
+        raise BenchError("--train_only: the base row has no training; leave it out of --stages")
+    for stage in stages:
+        if (out / stage / "stage.json").is_file():
+            run_stage(out, stage, lambda d: {})  # says it is done and skips it
+        elif stage == "base":
+            run_stage(out, stage, lambda d: base_stage(d, sizes))
+        elif flags.train_only:
             (out / stage).mkdir(parents=True, exist_ok=True)
-            start = None if stage == "sft" else selected_sft(out, flags.wait_s)
-            train_only(out / stage, sizes, flags.seed, "sft" if stage == "sft" else "grpo", weights.get(stage), start,
-                       flags.dtype, in_stage=False)
+            train_only(out / stage, *_training(out, stage, sizes, flags), in_stage=False, **_more(out, stage, flags))
             print(f"bench: {stage}: training finished; run the stage again without --train_only to select and "
                   f"evaluate", flush=True)
+        else:
+            run_stage(out, stage, lambda d: train_stage(d, *_training(out, stage, sizes, flags), **_more(out, stage, flags)))
+    if flags.train_only:
         return {}
-    for stage in stages:
-        if stage == "base":
-            run_stage(out, stage, lambda d: base_stage(d, sizes))
-        elif stage == "sft":
-            run_stage(out, stage, lambda d: train_stage(d, sizes, flags.seed, "sft", None, None, flags.dtype))
-        else:  # (c) and (d): the same selected SFT checkpoint, steps and seed; only the reward weights differ
-            start = None if (out / stage / "stage.json").is_file() else selected_sft(out, flags.wait_s)
-            run_stage(out, stage, lambda d: train_stage(d, sizes, flags.seed, "grpo", weights[stage], start, flags.dtype))
     missing = [r for r in ROWS if not (out / r / "stage.json").is_file()]
     if missing:  # another invocation runs them (--stages); whichever finishes last writes the report
         print(f"bench: report waits for {', '.join(missing)} (run them with --stages, then rerun to report)", flush=True)
@@ -131,8 +129,29 @@ def bench(flags: _Flags, command_line: bool) -> dict:
     rows = {r: json.loads((out / r / "stage.json").read_text()) for r in ROWS}
     results = report(out, rows, sizes, quick=flags.quick, seed=flags.seed, docs=flags.docs, img_dir=flags.img_dir)
     print(f"bench: total {time.perf_counter() - started:.0f} s this invocation; results in {out / 'results.md'}", flush=True)
-    print(render(results).split("\n\n### Dev")[0])
+    print(render(results).split("\n\n### Type conditioning")[0])
     return results
+
+
+def _training(out: Path, stage: str, sizes: Sizes, flags: _Flags) -> tuple:
+    """A training row's (sizes, seed, kind, weights, start adapter, dtype). (c)'s seeds and (d) start from the
+    one selected SFT checkpoint with the same steps; (d) differs from (c) only in its reward weights."""
+    if stage == "sft":
+        return sizes, flags.seed, "sft", None, None, flags.dtype
+    start = selected_sft(out, flags.wait_s)
+    if stage == "sft_more":
+        return sizes, flags.seed, "sft", None, start, flags.dtype
+    weights = reference_weights() if stage == "grpo_ref" else {}  # {}: the registry's DEFAULT_WEIGHTS
+    return sizes, flags.seed + GRPO_ROWS[stage], "grpo", weights, start, flags.dtype
+
+
+def _more(out: Path, stage: str, flags: _Flags) -> dict:
+    if stage != "sft_more":
+        return {}
+    budget = more_sft_steps(out, flags.wait_s)
+    print(f"bench: sft_more: {budget['steps']} SFT steps = (c)'s {budget['grpo_train_s']:.0f} s of GRPO training / "
+          f"(b)'s {budget['sft_s_per_step']} s per SFT step", flush=True)
+    return {"more_sft_steps": budget["steps"]}
 
 
 def main(argv: list[str] | None = None) -> dict:

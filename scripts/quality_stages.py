@@ -28,9 +28,16 @@ from t2g.train import cpu_features as cpu  # noqa: E402  (light)
 from t2g.train.config import TrainConfig, validate  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "conll04"
-ROWS = ("base", "sft", "grpo", "grpo_ref")
-ROW_LABEL = {"base": "(a) base, zero-shot", "sft": "(b) SFT", "grpo": "(c) SFT + GRPO, default rewards",
+# (c) runs three times, seeds seed, seed + 1, seed + 2; (b+) gets (c)'s first run's training time.
+ROWS = ("base", "sft", "grpo", "sft_more", "grpo_seed2", "grpo_seed3", "grpo_ref")
+GRPO_ROWS = {"grpo": 0, "grpo_seed2": 1, "grpo_seed3": 2, "grpo_ref": 0}  # row -> seed offset
+SEEDED_C = ("grpo", "grpo_seed2", "grpo_seed3")
+ROW_LABEL = {"base": "(a) base, zero-shot", "sft": "(b) SFT", "sft_more": "(b+) SFT continued, (c)'s training time",
+             "grpo": "(c) SFT + GRPO, default rewards", "grpo_seed2": "(c) seed 2", "grpo_seed3": "(c) seed 3",
              "grpo_ref": "(d) SFT + GRPO, reference rewards"}
+# (b+) continues SFT from (b)'s selected checkpoint at GRPO's learning rate, dev-selected like (c).
+MORE_SFT_LR = 1e-4
+MORE_SFT_CHECKPOINTS = 4  # dev-selection candidates, as (c) has (grpo_steps / grpo_select_every)
 
 
 class BenchError(RuntimeError):
@@ -41,7 +48,7 @@ class BenchError(RuntimeError):
 class Sizes:
     """Everything that differs between the full run and --quick; each is also a flag of bench_quality.py."""
 
-    train_examples: int = flag(help="CoNLL04 train sentences (0 = all 922, then x2 with type augmentation)")
+    train_examples: int = flag(help="CoNLL04 train sentences (0 = all 922, then x3 with two type-augmented copies)")
     sft_steps: int = flag(help="SFT steps")
     sft_batch: int = flag(help="SFT examples per step")
     grpo_steps: int = flag(help="GRPO steps")
@@ -55,18 +62,25 @@ class Sizes:
     test_limit: int = flag(help="test sentences (0 = all 288)")
     parity_limit: int = flag(help="test sentences through both HF and the GGUF")
     max_new_tokens: int = flag(help="evaluation: tokens generated per sentence at most")
+    conditions_limit: int = flag(help="sentences per type-conditioning condition (t2g.eval.conditions)")
 
 
-# SFT: 720 x 4 = 2,880 examples, about 1.5 passes over train + its augmented copies (1,844); dev F1 was
-# still rising at the end of one pass (docs/results.md), so it trains on both cores first (--train_only).
-# GRPO: 16 steps x 4 prompts x 4 completions (sampled together, trained in 2 passes of 8 to halve peak
-# memory), checkpoints at 8 and 16 (the second run's 2 prompts a step at lr 2e-5 moved nothing).
+# Data: CoNLL04 train + two type-augmented copies (2,766 examples); half the copies name their types with
+# training synonyms (t2g.data.synonyms), so that renamed types can be learnt at all (the type-conditioning
+# test renames with other names, never trained on).
+# SFT: 1,200 x 4 = 4,800 examples, about 1.7 passes: the fourth run's 720 steps left dev F1 still rising
+# (docs/results.md), and GRPO must not be credited with what more SFT would do. It trains on both cores
+# first (--train_only), dev-selected every 200.
+# GRPO: 160 steps x 4 prompts x 4 completions (640 prompts, ten times the fourth run's 64), sampled
+# together by llama.cpp (--rollout=auto on CPU), trained in 2 passes of 8, checkpoints every 40.
 # Lengths: CoNLL04 test gold graphs take 113 tokens at the median, 249 at the 95th percentile, 504 at most
 # (SmolLM2 tokenizer); a shorter GRPO limit would charge the truncation penalty to correct long answers.
-FULL = Sizes(train_examples=0, sft_steps=720, sft_batch=4, grpo_steps=16, grpo_batch=8, grpo_accum=2, num_generations=4,
-             max_completion_length=256, select_every=180, grpo_select_every=8, dev_limit=40, test_limit=0, parity_limit=4, max_new_tokens=320)
+FULL = Sizes(train_examples=0, sft_steps=1200, sft_batch=4, grpo_steps=160, grpo_batch=8, grpo_accum=2, num_generations=4,
+             max_completion_length=256, select_every=200, grpo_select_every=40, dev_limit=40, test_limit=0, parity_limit=4, max_new_tokens=320,
+             conditions_limit=100)
 QUICK = Sizes(train_examples=4, sft_steps=2, sft_batch=2, grpo_steps=1, grpo_batch=2, grpo_accum=1, num_generations=2,
-              max_completion_length=16, select_every=2, grpo_select_every=1, dev_limit=2, test_limit=2, parity_limit=1, max_new_tokens=32)
+              max_completion_length=16, select_every=2, grpo_select_every=1, dev_limit=2, test_limit=2, parity_limit=1, max_new_tokens=32,
+              conditions_limit=2)
 
 
 def run_stage(out: Path, name: str, fn: Callable[[Path], dict]) -> dict:
@@ -99,6 +113,30 @@ def evaluate_gguf(gguf: Path, data: Path, out: Path, limit: int, sizes: Sizes) -
     report = evaluate(str(gguf), str(data), str(out), limit=limit or None, runtime="llama.cpp",
                       max_new_tokens=sizes.max_new_tokens, batch_size=EVAL_BATCH, progress=False)
     return summarize(report)
+
+
+def conditions_data(out: Path, sizes: Sizes) -> dict[str, Path]:
+    """The type-conditioning sets (t2g.eval.conditions), generated once per --out from CoNLL04 test, seed 0."""
+    from t2g.data.load import load_examples
+    from t2g.eval.conditions import CONDITIONS, write_conditions
+
+    folder = out / "conditions"
+    paths = {c: folder / f"{c}.jsonl" for c in CONDITIONS}
+    if not (folder / "conditions.json").is_file():
+        paths = write_conditions(folder, load_examples(str(DATA / "test.json")), n=sizes.conditions_limit, seed=0)
+    return paths
+
+
+def evaluate_test(gguf: Path, folder: Path, sizes: Sizes) -> dict:
+    """CoNLL04 test and every type-conditioning set, through the GGUF."""
+    from t2g.eval.conditions import empty_answer_rate
+
+    found = {"test": evaluate_gguf(gguf, DATA / "test.json", folder / "test", sizes.test_limit, sizes), "conditions": {}}
+    for name, path in conditions_data(folder.parent, sizes).items():
+        where = folder / "conditions" / name
+        found["conditions"][name] = {**evaluate_gguf(gguf, path, where, 0, sizes),
+                                     "empty_answer_rate": empty_answer_rate(where / "predictions.jsonl")}
+    return found
 
 
 def summarize(report: dict) -> dict:
@@ -146,40 +184,53 @@ def base_stage(folder: Path, sizes: Sizes) -> dict:
     return {
         "model": base, "gguf": str(gguf),
         "dev": evaluate_gguf(gguf, DATA / "dev.json", folder / "dev", sizes.dev_limit, sizes),
-        "test": evaluate_gguf(gguf, DATA / "test.json", folder / "test", sizes.test_limit, sizes),
+        **evaluate_test(gguf, folder, sizes),
         "parity": parity(base, gguf, folder, sizes, None),
         "timing": {"export_s": round(export_s, 1)},
     }
 
 
 def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: dict[str, float] | None = None,
-                 dtype: str = "auto") -> TrainConfig:
+                 dtype: str = "auto", more_sft_steps: int = 0) -> TrainConfig:
     """SmolLM2-135M on CPU: LoRA through the hf backend (4-bit on CPU only costs time); dtype auto is bf16
     autocast on AMX / AVX512-BF16 cores (faster than fp32 there) and fp32 elsewhere (t2g.train.cpu_features)."""
     from t2g.models.offline import smollm2_hf_dir
 
-    every = sizes.select_every if stage == "sft" else sizes.grpo_select_every
+    sft_steps, sft_lr = (more_sft_steps, MORE_SFT_LR) if more_sft_steps else (sizes.sft_steps, 5e-4)
     cfg = replace(
         TrainConfig(),
         stages=(stage,), model=str(smollm2_hf_dir()), backend="hf", load_in_4bit=False, gradient_checkpointing=False,
-        dataset=str(DATA / "train.json"), max_examples=sizes.train_examples, augment_copies=1,
+        dataset=str(DATA / "train.json"), max_examples=sizes.train_examples, augment_copies=2, augment_synonyms="builtin",
+        augment_rename_prob=0.5,
         max_seq_length=1024, max_prompt_length=640, drop_long_examples=True,
-        sft_max_steps=sizes.sft_steps, sft_batch_size=sizes.sft_batch, sft_grad_accum=1, sft_learning_rate=5e-4,
+        sft_max_steps=sft_steps, sft_batch_size=sizes.sft_batch, sft_grad_accum=1, sft_learning_rate=sft_lr,
         grpo_max_steps=sizes.grpo_steps, grpo_batch_size=sizes.grpo_batch, grpo_grad_accum=sizes.grpo_accum,
         num_generations=sizes.num_generations, max_completion_length=sizes.max_completion_length,
         # GRPO lr: 5e-5 at temperature 1.0 broke greedy decoding of a weak SFT model within 10 steps (first
         # run); 2e-5 at 0.7 moved a strong one by nothing measurable in 16 steps (second run: Adam moves each
-        # weight by about lr a step, so 16 x 2e-5 is about one SFT step's worth). 1e-4 at 0.7, with 4 prompts a
-        # step against the noise and dev selection between steps 8 and 16 against damage.
+        # weight by about lr a step, so 16 x 2e-5 is about one SFT step's worth). 1e-4 at 0.7 moved the fourth
+        # run's by +0.2 in 16 steps; kept for ten times the steps, with dev selection against damage.
         grpo_learning_rate=1e-4, temperature=0.7, beta=0.0,
         dtype=cpu.training_dtype() if dtype == "auto" else dtype,
         reward_weights=dict(weights or {}), output_dir=str(out_dir), run_name=f"bench-{stage}",
-        save_steps=every, save_total_limit=1000, sample_every=5, report_to=("none",), seed=seed,
+        save_steps=min(RESUME_EVERY, selection_every(sizes, stage, more_sft_steps)), save_total_limit=1000, sample_every=5, report_to=("none",), seed=seed,
     )
     # Default weights unless told; the reference scheme turns every other reward off (weights merge by name).
     cfg.resume = (out_dir / "config.json").is_file()  # an interrupted stage continues from its last checkpoint
     validate(cfg)
     return cfg
+
+
+# Checkpoints come this often whatever the selection's spacing, so that a run cut off loses little;
+# only every selection_every-th of them (and the last) is a selection candidate.
+RESUME_EVERY = 10
+
+
+def selection_every(sizes: Sizes, stage: str, more_sft_steps: int = 0) -> int:
+    """Steps between dev-selection candidates; (b+) is checkpointed as many times as (c) is."""
+    if more_sft_steps:
+        return max(1, more_sft_steps // MORE_SFT_CHECKPOINTS)
+    return sizes.select_every if stage == "sft" else sizes.grpo_select_every
 
 
 def checkpoints(stage_dir: Path) -> list[Path]:
@@ -188,9 +239,10 @@ def checkpoints(stage_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def select_on_dev(run_dir: Path, stage: str, folder: Path, sizes: Sizes, base: str) -> tuple[dict, list[dict]]:
-    """Export + evaluate every checkpoint on the dev subset; best strict relation F1 wins."""
-    cands = checkpoints(run_dir / stage)
+def select_on_dev(run_dir: Path, stage: str, folder: Path, sizes: Sizes, base: str, every: int) -> tuple[dict, list[dict]]:
+    """Export + evaluate every every-th checkpoint (and the last) on the dev subset; best strict relation F1 wins."""
+    found = checkpoints(run_dir / stage)
+    cands = [c for c in found if int(c.name.split("-")[1]) % every == 0 or c == found[-1]]
     if not cands:
         raise BenchError(f"{run_dir / stage}: no checkpoint with an adapter to select from")
     scored = []
@@ -205,54 +257,79 @@ def select_on_dev(run_dir: Path, stage: str, folder: Path, sizes: Sizes, base: s
 
 
 def train_only(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict | None, start_adapter: Path | None,
-               dtype: str, in_stage: bool) -> tuple[Any, list[dict]]:
+               dtype: str, in_stage: bool, more_sft_steps: int = 0) -> tuple[Any, list[dict]]:
     """Train (or resume, or find finished) the stage's run in <folder>/run. Every invocation that trained
-    appends its wall seconds and core count to <folder>/training.json (in_stage=False: a --train_only
-    invocation, whose time the stage's wall time adds)."""
+    appends its wall seconds, CPU seconds and core count to <folder>/training.json (in_stage=False: a
+    --train_only invocation, whose time the stage's wall time adds)."""
     from t2g.train import pipeline as train
     from t2g.train.session import ensure_model
 
-    cfg = train_config(folder / "run", sizes, seed, stage, weights, dtype)
+    cfg = train_config(folder / "run", sizes, seed, stage, weights, dtype, more_sft_steps)
     session = train.start(cfg)
     done = session.run.done(stage)
     trains = not (done and done["steps"] >= (cfg.sft_max_steps if stage == "sft" else cfg.grpo_max_steps))
-    started = time.perf_counter()
-    if trains and start_adapter is not None:  # GRPO starts from the selected SFT checkpoint, not a fresh LoRA
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    if trains and start_adapter is not None:  # GRPO and (b+) start from the selected SFT checkpoint, not a fresh LoRA
         ensure_model(session, adapter=start_adapter)
     getattr(train, stage)(session)  # when finished earlier, this only records the stage in the session
     record = folder / "training.json"
     runs = json.loads(record.read_text())["runs"] if record.is_file() else []
     if trains:
-        runs.append({"train_s": round(time.perf_counter() - started, 1), "threads": len(os.sched_getaffinity(0)),
-                     "in_stage": in_stage})
+        runs.append({"train_s": round(time.perf_counter() - started, 1), "cpu_s": round(_cpu_seconds() - cpu_started, 1),
+                     "threads": len(os.sched_getaffinity(0)), "in_stage": in_stage,
+                     "loadavg_1min_end": round(os.getloadavg()[0], 2)})
         write_json_atomic(record, {"runs": runs})
     return session, runs
 
 
+def _cpu_seconds() -> float:
+    """This process's user + system CPU time (every thread: torch's and llama.cpp's)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def train_stage(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict | None, start_adapter: Path | None,
-                dtype: str) -> dict:
+                dtype: str, more_sft_steps: int = 0) -> dict:
     from t2g.train import pipeline as train
 
-    session, runs = train_only(folder, sizes, seed, stage, weights, start_adapter, dtype, in_stage=True)
+    session, runs = train_only(folder, sizes, seed, stage, weights, start_adapter, dtype, in_stage=True,
+                               more_sft_steps=more_sft_steps)
     summary = train.finish(session)
     run_dir = Path(session.run.dir)
     base = session.model_name
     started = time.perf_counter()
-    best, scored = select_on_dev(run_dir, stage, folder, sizes, base)
+    best, scored = select_on_dev(run_dir, stage, folder, sizes, base, selection_every(sizes, stage, more_sft_steps))
     select_s = time.perf_counter() - started
     gguf = Path(best["gguf"])
     return {
         "run_dir": str(run_dir), "start_adapter": str(start_adapter) if start_adapter else None,
-        "weights": grpo_weights(session.cfg) if stage == "grpo" else None,
+        "weights": grpo_weights(session.cfg) if stage == "grpo" else None, "seed": seed,
         "steps": summary["stages"][stage]["steps"], "examples": len(session.examples),
         "selected": best["checkpoint"], "selected_step": best["step"], "candidates": scored, "gguf": str(gguf),
         "dev": best["dev"],
-        "test": evaluate_gguf(gguf, DATA / "test.json", folder / "test", sizes.test_limit, sizes),
+        **evaluate_test(gguf, folder, sizes),
         "parity": parity(best["checkpoint"], gguf, folder, sizes, base),
-        "timing": {"train_s": round(sum(r["train_s"] for r in runs), 1), "train_threads": sorted({r["threads"] for r in runs}),
+        "timing": {"train_s": round(sum(r["train_s"] for r in runs), 1),
+                   "train_cpu_s": round(sum(r.get("cpu_s", 0.0) for r in runs), 1) if all("cpu_s" in r for r in runs) else None,
+                   "train_threads": sorted({r["threads"] for r in runs}),
                    "earlier_wall_s": round(sum(r["train_s"] for r in runs if not r["in_stage"]), 1),
                    "select_s": round(select_s, 1)},
     }
+
+
+def more_sft_steps(out: Path, wait_s: int) -> dict:
+    """(b+)'s budget: as many SFT steps as (b)'s measured seconds per step fit into (c)'s first run's
+    training wall time (both on the same cores), rounded up to whole checkpoints. The honest control:
+    a GRPO step costs many SFT steps, so (c) must beat SFT given the same time, not SFT stopped early."""
+    grpo = _finished_stage(out, "grpo", wait_s)
+    sft = json.loads((out / "sft" / "stage.json").read_text())
+    per_step = sft["timing"]["train_s"] / sft["steps"]
+    steps = -(-grpo["timing"]["train_s"] // per_step)
+    steps = int(-(-steps // MORE_SFT_CHECKPOINTS) * MORE_SFT_CHECKPOINTS)
+    return {"steps": steps, "grpo_train_s": grpo["timing"]["train_s"], "sft_s_per_step": round(per_step, 3),
+            "grpo_threads": grpo["timing"]["train_threads"], "sft_threads": sft["timing"]["train_threads"]}
 
 
 def grpo_weights(cfg: TrainConfig) -> dict[str, float]:
@@ -269,17 +346,21 @@ def reference_weights() -> dict[str, float]:
 
 
 def selected_sft(out: Path, wait_s: int) -> Path:
-    """The SFT checkpoint selected on dev; GRPO (c) and (d) both start from it. When another
-    invocation is running the SFT stage, wait for it (up to wait_s seconds)."""
-    marker = out / "sft" / "stage.json"
+    """The SFT checkpoint selected on dev; GRPO (c), (d) and (b+) all start from it."""
+    return Path(_finished_stage(out, "sft", wait_s)["selected"])
+
+
+def _finished_stage(out: Path, stage: str, wait_s: int) -> dict:
+    """A stage's stage.json; when another invocation is running that stage, wait for it (up to wait_s seconds)."""
+    marker = out / stage / "stage.json"
     deadline = time.time() + wait_s
     if not marker.is_file():
-        print(f"bench: waiting for the sft stage ({marker}) for up to {wait_s} s", flush=True)
+        print(f"bench: waiting for the {stage} stage ({marker}) for up to {wait_s} s", flush=True)
     while not marker.is_file():
         if time.time() > deadline:
-            raise BenchError(f"{marker} is missing: run the sft stage first (--stages=sft), or raise --wait_s")
+            raise BenchError(f"{marker} is missing: run the {stage} stage first (--stages={stage}), or raise --wait_s")
         time.sleep(20)
-    return Path(json.loads(marker.read_text())["selected"])
+    return json.loads(marker.read_text())
 
 
 def set_threads(n: int, first_core: int) -> None:

@@ -206,6 +206,12 @@ def _view() -> Command:
     return ViewFlags, main, ()
 
 
+def _type_conditions() -> Command:
+    from t2g.eval.conditions import ConditionsFlags, main
+
+    return ConditionsFlags, main, ()
+
+
 def _export_errors() -> tuple[type[BaseException], ...]:
     """Export failures (missing llama.cpp, unfaithful template, parity) as one message, not a traceback."""
     import subprocess
@@ -229,6 +235,7 @@ COMMANDS: dict[str, Callable[[], Command]] = {
     "extract": _extract,
     "evaluate": _evaluate,
     "view": _view,
+    "type-conditions": _type_conditions,
 }
 
 

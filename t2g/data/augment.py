@@ -6,16 +6,21 @@ For each example, deterministically from (seed, example id):
   target (relations lose their type, or an endpoint whose entity is gone);
 - empty targets: for a fraction of examples, offer only types absent from the gold graph, so the
   correct answer is the empty graph;
-- shuffled type order.
+- shuffled type order;
+- renamed types (`AugmentConfig.synonyms`, off unless given): a share of the copies name their
+  types with training synonyms (`t2g.data.synonyms`), prompt and target together.
+
+`rename_types` also builds the held-out test of that: the types renamed to names the model never saw in training,
+so that an evaluation can tell reading the given types from recalling the trained ones.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
-from typing import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
 
-from t2g.data.canonical import Example
+from t2g.data.canonical import DataError, Example
 from t2g.task.schema import Graph, normalize
 
 
@@ -28,6 +33,9 @@ class AugmentConfig:
     shuffle_types: bool = True
     copies: int = 1  # augmented copies per example (the original is kept too when keep_original)
     keep_original: bool = True
+    # type (normalised) -> names it may be renamed to (t2g.data.synonyms); a copy is renamed with rename_prob
+    synonyms: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    rename_prob: float = 0.0
 
 
 def type_inventory(examples: Sequence[Example]) -> tuple[list[str], list[str]]:
@@ -85,7 +93,26 @@ def augment_example(ex: Example, pool_e: Sequence[str], pool_r: Sequence[str], c
     graph = restrict_graph(ex.graph, ents, rels)
     # A reasoning trace describes the original target; it would contradict a changed one.
     reasoning = ex.reasoning if graph == ex.graph else None
-    return replace(ex, id=f"{ex.id}#aug{copy}", entity_types=ents, relation_types=rels, graph=graph, reasoning=reasoning)
+    out = replace(ex, id=f"{ex.id}#aug{copy}", entity_types=ents, relation_types=rels, graph=graph, reasoning=reasoning)
+    # Drawn only when renaming is on, so that the copies without it stay exactly what they were.
+    if cfg.synonyms and rng.random() < cfg.rename_prob:
+        out = rename_types(out, _renaming(out.entity_types, cfg.synonyms, rng), _renaming(out.relation_types, cfg.synonyms, rng))
+    return out
+
+
+def _renaming(types: Sequence[str], synonyms: Mapping[str, Sequence[str]], rng: random.Random) -> dict[str, str]:
+    """Each type with synonyms -> a random one; a type keeps its name where the synonym would collide
+    with another name of the list (two types under one name would merge their entities)."""
+    taken = {normalize(t) for t in types}
+    out: dict[str, str] = {}
+    for t in types:
+        choices = synonyms.get(normalize(t), ())
+        new = rng.choice(list(choices)) if choices else t
+        if normalize(new) != normalize(t) and normalize(new) in taken:
+            new = t
+        taken.add(normalize(new))
+        out[t] = new
+    return out
 
 
 def augment(examples: Sequence[Example], cfg: AugmentConfig = AugmentConfig(), seed: int = 0) -> list[Example]:
@@ -95,3 +122,45 @@ def augment(examples: Sequence[Example], cfg: AugmentConfig = AugmentConfig(), s
     for copy in range(cfg.copies):
         out.extend(augment_example(ex, pool_e, pool_r, cfg, seed, copy) for ex in examples)
     return out
+
+
+def rename_types(ex: Example, entity_map: Mapping[str, str], relation_map: Mapping[str, str], id_suffix: str = "") -> Example:
+    """`ex` with every entity and relation type renamed, in its type lists and its gold graph together.
+
+    Types are looked up normalised ("Person" finds the map's "person"), as the scorer matches them. A
+    type the map lacks, or two types renamed to one name (their entities would merge), is a DataError.
+    """
+    ents, rels = _rename_table(entity_map, "entity"), _rename_table(relation_map, "relation")
+
+    def new(table: dict[str, str], kind: str, t: str) -> str:
+        if normalize(t) not in table:
+            raise DataError(f"example {ex.id!r}: no new name for {kind} type {t!r}; add it to the {kind} map, "
+                            f"e.g. {{{t!r}: 'a synonym'}}")
+        return table[normalize(t)]
+
+    graph = Graph(tuple(replace(e, type=new(ents, "entity", e.type)) for e in ex.graph.entities),
+                  tuple(replace(r, type=new(rels, "relation", r.type)) for r in ex.graph.relations))
+    # The prompt shows a description beside the type its key names; one for a type no longer named
+    # anywhere could never be shown.
+    descriptions = {ents.get(normalize(k)) or rels[normalize(k)]: v for k, v in ex.type_descriptions.items()
+                    if normalize(k) in ents or normalize(k) in rels}
+    # A reasoning trace names the old types; it would contradict the renamed target.
+    return replace(ex, id=ex.id + id_suffix, entity_types=[new(ents, "entity", t) for t in ex.entity_types],
+                   relation_types=[new(rels, "relation", t) for t in ex.relation_types], graph=graph,
+                   reasoning=None, type_descriptions=descriptions)
+
+
+def _rename_table(mapping: Mapping[str, str], kind: str) -> dict[str, str]:
+    """normalised old name -> new name; DataError where the map is ambiguous."""
+    table: dict[str, str] = {}
+    for old, new in mapping.items():
+        key = normalize(old)
+        if key in table and normalize(table[key]) != normalize(new):
+            raise DataError(f"{kind} map: {old!r} is renamed to both {table[key]!r} and {new!r}; keep one")
+        table[key] = new
+    first: dict[str, str] = {}
+    for old, new in table.items():
+        if first.setdefault(normalize(new), old) != old:
+            raise DataError(f"{kind} map: {first[normalize(new)]!r} and {old!r} are both renamed to {new!r}, "
+                            "which would merge their entities; give each its own name")
+    return table

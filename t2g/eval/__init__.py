@@ -7,4 +7,5 @@ May import `t2g.task`, `t2g.data`, `t2g.infer`, `t2g.flags` and `t2g.files`.
     compare.py      `t2g compare`: a paired bootstrap interval for B minus A
     view.py         `t2g view`: predictions (and gold) as one self-contained HTML page to check by eye
     view_page.py    that page's HTML, CSS and script (inline, nothing fetched)
+    conditions.py   `t2g type-conditions`: test sets (renamed, subset, distractor, empty types) that ask whether a model reads its type lists
 """

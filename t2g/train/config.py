@@ -99,6 +99,11 @@ class TrainConfig:
                           "JSON file")
     max_examples: int = flag(0, "train on the first N examples (0 = all)")
     augment_copies: int = flag(1, "type-augmented copies per example (0 = none)")
+    augment_synonyms: str = flag("none", "renaming in the augmented copies: none, builtin (t2g.data.synonyms: CoNLL04's "
+                                 "and a few common types) or a JSON file {type: [synonym, ...]}; teaches the model to "
+                                 "read the type names it is given")
+    augment_rename_prob: float = flag(0.5, "with --augment_synonyms: the share of augmented copies whose types are "
+                                      "renamed (each type that has synonyms, to a random one)")
     reasoning: bool = flag(False, "ask for a <think> block first; SFT targets use the data's traces")
     max_prompt_length: int = flag(1024, "longest prompt, in tokens; every prompt is checked against it before training")
     drop_long_examples: bool = flag(False, "drop (and count) examples over the length limits instead of failing")

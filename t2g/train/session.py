@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from t2g.train import distributed
 from t2g.data.augment import AugmentConfig, augment
+from t2g.data.synonyms import load_synonyms
 from t2g.train.config import ConfigError, TrainConfig
 from t2g.data.canonical import Example
 from t2g.data.load import load_examples
@@ -48,7 +49,9 @@ def load_data(cfg: TrainConfig) -> list[Example]:
     if cfg.max_examples:
         examples = examples[: cfg.max_examples]
     if cfg.augment_copies:
-        examples = augment(examples, AugmentConfig(copies=cfg.augment_copies), seed=cfg.seed)
+        synonyms = load_synonyms(cfg.augment_synonyms)
+        examples = augment(examples, AugmentConfig(copies=cfg.augment_copies, synonyms=synonyms,
+                                                   rename_prob=cfg.augment_rename_prob if synonyms else 0.0), seed=cfg.seed)
     return examples
 
 

@@ -337,3 +337,70 @@ def test_load_examples_errors(tmp_path):
     path = write_rows(tmp_path / "r.jsonl", [row("a", reasoning="a </think> b")])
     with pytest.raises(DataError, match=r"r\.jsonl:1: field 'reasoning' must not contain"):
         read_jsonl(path)
+
+
+def test_rename_types_renames_lists_and_graph_together():
+    from t2g.data.augment import rename_types
+
+    ex = Example.from_dict(row("a", type_descriptions={"Person": "a human"}, reasoning="Tim Cook is a person."))
+    out = rename_types(ex, {"PERSON": "human being", "organization": "institution"}, {"Works For": "employed by"},
+                       id_suffix="#renamed")
+    assert (out.id, out.entity_types, out.relation_types) == ("a#renamed", ["human being", "institution"], ["employed by"])
+    assert out.graph == Graph.from_dict({
+        "entities": [{"text": "Tim Cook", "type": "human being"}, {"text": "Apple", "type": "institution"}],
+        "relations": [{"head": "Tim Cook", "tail": "Apple", "type": "employed by"}]})
+    # the description follows its type; the trace names the old types, so it goes
+    assert out.type_descriptions == {"human being": "a human"} and out.reasoning is None and out.violations() == []
+    assert ex.entity_types == ["person", "organization"] and ex.graph.entities[0].type == "person"  # original untouched
+    with pytest.raises(DataError, match="no new name for entity type 'organization'; add it to the entity map"):
+        rename_types(ex, {"person": "human being"}, {"works for": "employed by"})
+    with pytest.raises(DataError, match="both renamed to 'Agent', which would merge"):
+        rename_types(ex, {"person": "agent", "organization": "Agent"}, {"works for": "employed by"})
+
+
+# --- renamed types in the training copies (t2g.data.synonyms) --------------------------------------
+
+@needs_conll04
+def test_augmented_copies_rename_types_with_training_synonyms():
+    from t2g.data.synonyms import TRAINING_SYNONYMS
+    from t2g.eval.conditions import CONLL04_SYNONYMS
+
+    examples = load_examples(CONLL04 / "dev.json")[:200]
+    plain = augment(examples, AugmentConfig(copies=1, keep_original=False), seed=5)
+    cfg = AugmentConfig(copies=1, keep_original=False, synonyms=TRAINING_SYNONYMS, rename_prob=0.5)
+    renamed = augment(examples, cfg, seed=5)
+    assert renamed == augment(examples, cfg, seed=5)  # deterministic
+    original_names = {normalize(t) for t in TRAINING_SYNONYMS}
+    n_renamed = 0
+    for before, after in zip(plain, renamed):
+        assert after.violations() == [], after.id
+        if after == before:  # a copy left alone is exactly the copy without renaming
+            continue
+        n_renamed += 1
+        assert not {normalize(t) for t in after.entity_types + after.relation_types} & original_names, after.id
+        # the same graph under new names: sizes kept, every type one of its synonyms
+        assert (len(after.graph.entities), len(after.graph.relations)) == (len(before.graph.entities), len(before.graph.relations))
+        for b, a in zip(before.graph.entities, after.graph.entities):
+            assert a.text == b.text and a.type in TRAINING_SYNONYMS[normalize(b.type)]
+    assert 70 <= n_renamed <= 130  # about half of 200
+    # the held-out test names (t2g.eval.conditions) are never training names
+    test_names = {normalize(n) for kind in CONLL04_SYNONYMS.values() for n in kind.values()}
+    train_names = {normalize(n) for names in TRAINING_SYNONYMS.values() for n in names}
+    assert not test_names & train_names and not test_names & original_names
+
+
+def test_load_synonyms(tmp_path):
+    from t2g.data.synonyms import TRAINING_SYNONYMS, load_synonyms
+
+    assert load_synonyms("none") == {} and load_synonyms("builtin") == TRAINING_SYNONYMS
+    good = tmp_path / "syn.json"
+    good.write_text(json.dumps({"Gene": ["gene name", "locus"]}))
+    assert load_synonyms(str(good)) == {"gene": ("gene name", "locus")}
+    for content, message in (("{not json", "not a JSON file"), ('["a"]', "expected an object"),
+                             ('{"gene": []}', "non-empty list")):
+        bad = tmp_path / "bad.json"
+        bad.write_text(content)
+        with pytest.raises(DataError, match=message):
+            load_synonyms(str(bad))
+    with pytest.raises(DataError, match="no such file"):
+        load_synonyms(str(tmp_path / "missing.json"))

@@ -1,6 +1,7 @@
 """The quality benchmark's --quick mode, run as a user runs it: every stage on a few CoNLL04
-sentences with the real SmolLM2-135M-Instruct (base export + eval, SFT, GRPO with both reward
-schemes from the same SFT checkpoint, dev selection, parity, report, curves). Numbers are
+sentences with the real SmolLM2-135M-Instruct (base export + eval, SFT, GRPO with three seeds and
+both reward schemes from the same SFT checkpoint, SFT continued for GRPO's time, dev selection,
+the type-conditioning sets, parity, report, curves). Numbers are
 meaningless at this size; the test checks the report is complete, consistent and in range, and that
 a second invocation skips every finished stage. `--threads=1`: on a shared machine two threads
 spin-wait on busy cores and run far slower (see docs/results.md)."""
@@ -17,7 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "bench_quality.py"
-ROWS = ("base", "sft", "grpo", "grpo_ref")
+ROWS = ("base", "sft", "grpo", "sft_more", "grpo_seed2", "grpo_seed3", "grpo_ref")
+CONDITIONS = ("renamed", "subset", "distractor", "empty")
 RATES = ("entity_f1", "relation_f1", "entity_boundaries_f1", "relation_boundaries_f1", "json_valid_rate")
 
 pytestmark = pytest.mark.slow
@@ -66,22 +68,38 @@ def test_report_has_every_row_in_range(quick):
         parity = row["parity"]
         assert parity["hf"]["n"] == parity["gguf"]["n"] == results["sizes"]["parity_limit"]
         assert 0.0 <= parity["identical_completion_rate"] <= 1.0
+        assert set(row["conditions"]) == set(CONDITIONS)
+        for name, c in row["conditions"].items():
+            assert c["n"] == results["sizes"]["conditions_limit"], (key, name)
+            assert 0.0 <= c["empty_answer_rate"] <= 1.0 and 0.0 <= c["relation_f1"] <= 1.0
     for key in ROWS[1:]:
         row = results["rows"][key]
-        assert row["steps"] == results["sizes"]["sft_steps" if key == "sft" else "grpo_steps"]
+        if key != "sft_more":
+            assert row["steps"] == results["sizes"]["sft_steps" if key == "sft" else "grpo_steps"]
         assert row["candidates"] and row["selected_step"] in [c["step"] for c in row["candidates"]]
         assert Path(row["gguf"]).is_file()
-    # (c) and (d) start from the one selected SFT checkpoint, with different reward schemes.
+    # Every GRPO row and (b+) start from the one selected SFT checkpoint; (c)'s seeds differ, (d) has other rewards.
     sft_selected = results["rows"]["sft"]["selected"]
-    assert results["rows"]["grpo"]["start_adapter"] == results["rows"]["grpo_ref"]["start_adapter"] == sft_selected
+    for key in ROWS[2:]:
+        assert results["rows"][key]["start_adapter"] == sft_selected, key
+    assert [results["rows"][k]["seed"] for k in ("grpo", "grpo_seed2", "grpo_seed3", "grpo_ref")] == [42, 43, 44, 42]
     assert set(results["rows"]["grpo_ref"]["weights"]) == {"json_valid", "entity_f1", "relation_f1"}
     assert "relation_f1" in results["rows"]["grpo"]["weights"] and "grounding" in results["rows"]["grpo"]["weights"]
-    # GRPO minus SFT with its bootstrap interval, on the very test predictions the rows report
-    for key in ("grpo", "grpo_ref"):
-        rel = results["significance"][key]["relation"]
-        assert rel["a"] == pytest.approx(results["rows"]["sft"]["test"]["relation_f1"])
-        assert rel["b"] == pytest.approx(results["rows"][key]["test"]["relation_f1"])
+    # (b+) trained as many SFT steps as (b)'s seconds per step fit into (c)'s GRPO training time
+    sft, grpo, more = (results["rows"][k] for k in ("sft", "grpo", "sft_more"))
+    per_step = sft["timing"]["train_s"] / sft["steps"]
+    assert more["steps"] >= grpo["timing"]["train_s"] / per_step and more["steps"] % 4 == 0
+    # B minus A with its bootstrap interval, on the very predictions the rows report, on test and each condition
+    assert set(results["significance"]) == {"test", *CONDITIONS} - {"empty"}
+    for label, pairs in results["significance"].items():
+        rel = pairs["grpo-sft_more"]["relation"]
+        metrics = results["rows"]["sft_more"]["test" if label == "test" else "conditions"]
+        metrics = metrics if label == "test" else metrics[label]
+        assert rel["a"] == pytest.approx(metrics["relation_f1"]), label
         assert rel["low"] <= rel["high"] and 0.0 <= rel["p_b_not_better"] <= 1.0
+    spread = results["seed_spread"]["test"]["relation_f1"]
+    assert spread["n"] == 3 and spread["min"] <= spread["mean"] <= spread["max"]
+    assert results["verdict"]["hardest_condition"] in CONDITIONS
 
 
 def test_train_only_training_is_reused_and_timed(quick):
@@ -91,7 +109,7 @@ def test_train_only_training_is_reused_and_timed(quick):
     assert timing["train_s"] == timing["earlier_wall_s"] == runs[0]["train_s"] > 0
     assert timing["stage_wall_s"] > timing["earlier_wall_s"] and timing["train_threads"] == [1]
     grpo_runs = json.loads((quick / "run" / "grpo" / "training.json").read_text())["runs"]
-    assert [r["in_stage"] for r in grpo_runs] == [True]
+    assert [r["in_stage"] for r in grpo_runs] == [True] and grpo_runs[0]["cpu_s"] > 0
 
 
 def test_train_only_refuses_the_base_row(tmp_path):
@@ -105,7 +123,8 @@ def test_train_only_refuses_the_base_row(tmp_path):
 def test_report_files_and_docs_section(quick):
     text = (quick / "results.md.frame").read_text()
     assert "hand-written intro" in text and "hand-written outro" in text and "\nold\n" not in text
-    for label in ("(a) base", "(b) SFT", "(c) SFT + GRPO", "(d) SFT + GRPO", "Verdict", "HF vs GGUF"):
+    for label in ("(a) base", "(b) SFT", "(b+) SFT continued", "(c) SFT + GRPO", "(c) seed 3", "(d) SFT + GRPO", "Verdict",
+                  "HF vs GGUF", "Type conditioning", "renamed types", "Differences with 95% intervals"):
         assert label in text, label
     assert text.count("BEGIN bench_quality") == 1 and text.count("END bench_quality") == 1
     for name in ("grpo_curves.png", "sft_loss.png"):

@@ -79,6 +79,8 @@ def test_unknown_flags_name_the_nearest(Config, flags, expected):
     ({"grpo_max_steps": "many"}, "--grpo_max_steps: expected a whole number"),
     ({"resume": True}, "--resume needs --output_dir"),
     ({"report_to": "tensorboard,neptune"}, "--report_to='neptune' is not one of"),
+    ({"augment_rename_prob": 1.5}, "--augment_rename_prob=1.5: give a share between 0 and 1"),
+    ({"augment_synonyms": "builtin", "augment_copies": 0}, "--augment_copies=0 makes none"),
 ])
 def test_bad_settings_fail(Config, flags, expected):
     with pytest.raises(ConfigError) as err:
@@ -230,3 +232,19 @@ def test_vllm_settings_reach_grpo_config(Config, monkeypatch):
     assert colocated.fast_inference and vllm_args(colocated) == {"use_vllm": True, "vllm_gpu_memory_utilization": 0.6}
     assert from_flags(Config, {"fast_inference": True}).vllm_mode == "colocate"
     assert vllm_args(from_flags(Config, {})) == {"use_vllm": False}
+
+
+def test_augment_synonyms_rename_some_training_copies(Config):
+    from t2g.data.synonyms import TRAINING_SYNONYMS
+    from t2g.train.session import load_data
+
+    plain = load_data(from_flags(Config, {"dataset": "examples", "augment_copies": 2}))
+    cfg = from_flags(Config, {"dataset": "examples", "augment_copies": 2, "augment_synonyms": "builtin",
+                              "augment_rename_prob": 1.0})
+    renamed = load_data(cfg)
+    names = {n for names in TRAINING_SYNONYMS.values() for n in names}
+    vocabulary = {t for ex in plain for t in ex.entity_types + ex.relation_types}
+    new = {t for ex in renamed for t in ex.entity_types + ex.relation_types} - vocabulary
+    assert len(renamed) == len(plain)
+    assert new and new <= names  # the shipped examples' person, organization, location renamed
+    assert renamed[:len(renamed) // 3] == plain[:len(plain) // 3]  # the originals are never renamed

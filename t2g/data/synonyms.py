@@ -1,0 +1,59 @@
+"""Training synonyms for type names: augmentation renames a type to one of these, so that the model
+learns to read the type lists it is given instead of a fixed vocabulary.
+
+The table covers CoNLL04's types (what the kit's benchmark trains on) and a few common ones; a
+dataset with other types passes its own table (`--augment_synonyms=FILE`, JSON `{type: [synonym, ...]}`).
+The type-conditioning test set (`t2g.eval.conditions`) renames with a DIFFERENT table: a model is
+tested on names it never trained on, and tests/data check that the two tables never share a name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+from t2g.data.canonical import DataError
+from t2g.task.schema import normalize
+
+# type (normalised) -> names it may be renamed to in training; none of them is a name of another type here.
+TRAINING_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "person": ("individual", "person name", "named individual", "people"),
+    "organization": ("organisation", "company or agency", "org", "group or company"),
+    "location": ("geographic location", "geographical entity", "locale", "area or region"),
+    "other": ("other name", "additional entity", "misc entity", "other thing"),
+    "work for": ("works for", "employee of", "has a job at", "works at"),
+    "kill": ("killed", "assassinated", "caused the death of", "slew"),
+    "organization based in": ("based in", "has its base in", "org based in", "operates from"),
+    "live in": ("lives in", "inhabits", "has a home in", "dwells in"),
+    "located in": ("lies in", "is located in", "is inside", "is a place in"),
+}
+
+
+def load_synonyms(spec: str) -> dict[str, tuple[str, ...]]:
+    """`none` (no renaming), `builtin` (TRAINING_SYNONYMS) or a JSON file {type: [synonym, ...]}."""
+    if spec == "none":
+        return {}
+    if spec == "builtin":
+        return dict(TRAINING_SYNONYMS)
+    path = Path(spec)
+    if not path.is_file():
+        raise DataError(f"--augment_synonyms={spec}: no such file; give none, builtin, or a JSON file "
+                        '{"type": ["synonym", ...]}')
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"--augment_synonyms={spec}: not a JSON file ({exc})") from None
+    return check_synonyms(table, f"--augment_synonyms={spec}")
+
+
+def check_synonyms(table: object, where: str) -> dict[str, tuple[str, ...]]:
+    """The table with normalised keys; DataError naming the bad entry when it is not {type: [names]}."""
+    if not isinstance(table, Mapping):
+        raise DataError(f'{where}: expected an object {{"type": ["synonym", ...]}}, got {type(table).__name__}')
+    out: dict[str, tuple[str, ...]] = {}
+    for key, names in table.items():
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+            raise DataError(f"{where}: the synonyms of {key!r} must be a non-empty list of non-empty strings")
+        out[normalize(key)] = tuple(names)
+    return out
