@@ -52,7 +52,7 @@ def _ggufs(model: str, work: Path, quants: list[str], base_model: str | None) ->
     hf_dir = Path(spec.path)
     if spec.adapter:
         hf_dir = merge_to_hf(spec.path, spec.adapter, work / "merged", dtype="f32")
-    paths, _, _ = write_ggufs(hf_dir, work, "bench", quants, find_llama_cpp())
+    paths, _, _, _ = write_ggufs(hf_dir, work, "bench", quants, find_llama_cpp())
     return str(hf_dir), dict(zip(quants, paths))
 
 

@@ -21,8 +21,8 @@ is t2g.train (start/sft/grpo/finish), export is t2g.export, evaluation is t2g.ev
     python scripts/bench_quality.py --quick --out /tmp/bench-quick                                        # every stage, tiny
 
 `python scripts/bench_quality.py --help` lists every flag. The stages live in scripts/quality_stages.py,
-the report in scripts/quality_report.py and its
-Markdown in scripts/quality_render.py; this file reads the flags and runs the stages in order.
+(b+)'s budget in scripts/quality_budget.py, the report in
+scripts/quality_report.py and its Markdown in scripts/quality_render.py; this file reads the flags and runs the stages in order.
 
 Resumable per stage: a stage whose `stage.json` exists in --out is skipped (its numbers are reused);
 a training stage interrupted mid-way continues from its last checkpoint. Delete a stage's folder to
@@ -41,8 +41,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # First: it sets the offline environment before anything heavy is imported.
-from quality_stages import (DATA, FULL, GRPO_ROWS, QUICK, ROWS, BenchError, Sizes, base_stage, more_sft_steps,  # noqa: E402
+from quality_stages import (DATA, FULL, GRPO_ROWS, QUICK, ROWS, BenchError, Sizes, base_stage,  # noqa: E402
                             reference_weights, run_stage, selected_sft, set_threads, train_only, train_stage)
+from quality_budget import more_sft_steps  # noqa: E402
 from quality_render import render  # noqa: E402
 from quality_report import report  # noqa: E402
 from t2g.flags import flag, parse, read_command_line, run  # noqa: E402
@@ -115,11 +116,11 @@ def bench(flags: _Flags, command_line: bool) -> dict:
             run_stage(out, stage, lambda d: base_stage(d, sizes))
         elif flags.train_only:
             (out / stage).mkdir(parents=True, exist_ok=True)
-            train_only(out / stage, *_training(out, stage, sizes, flags), in_stage=False, **_more(out, stage, flags))
+            train_only(out / stage, *_training(out, stage, sizes, flags), in_stage=False, **_more(out, stage, sizes, flags))
             print(f"bench: {stage}: training finished; run the stage again without --train_only to select and "
                   f"evaluate", flush=True)
         else:
-            run_stage(out, stage, lambda d: train_stage(d, *_training(out, stage, sizes, flags), **_more(out, stage, flags)))
+            run_stage(out, stage, lambda d: train_stage(d, *_training(out, stage, sizes, flags), **_more(out, stage, sizes, flags)))
     if flags.train_only:
         return {}
     missing = [r for r in ROWS if not (out / r / "stage.json").is_file()]
@@ -145,12 +146,12 @@ def _training(out: Path, stage: str, sizes: Sizes, flags: _Flags) -> tuple:
     return sizes, flags.seed + GRPO_ROWS[stage], "grpo", weights, start, flags.dtype
 
 
-def _more(out: Path, stage: str, flags: _Flags) -> dict:
+def _more(out: Path, stage: str, sizes: Sizes, flags: _Flags) -> dict:
     if stage != "sft_more":
         return {}
-    budget = more_sft_steps(out, flags.wait_s)
+    budget = more_sft_steps(out, sizes, flags.seed, flags.dtype, flags.wait_s)
     print(f"bench: sft_more: {budget['steps']} SFT steps = (c)'s {budget['grpo_train_s']:.0f} s of GRPO training / "
-          f"(b)'s {budget['sft_s_per_step']} s per SFT step", flush=True)
+          f"{budget['sft_s_per_step']} s per SFT step (measured on {budget['calibration_steps']} steps)", flush=True)
     return {"more_sft_steps": budget["steps"]}
 
 

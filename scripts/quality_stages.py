@@ -319,19 +319,6 @@ def train_stage(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict
     }
 
 
-def more_sft_steps(out: Path, wait_s: int) -> dict:
-    """(b+)'s budget: as many SFT steps as (b)'s measured seconds per step fit into (c)'s first run's
-    training wall time (both on the same cores), rounded up to whole checkpoints. The honest control:
-    a GRPO step costs many SFT steps, so (c) must beat SFT given the same time, not SFT stopped early."""
-    grpo = _finished_stage(out, "grpo", wait_s)
-    sft = json.loads((out / "sft" / "stage.json").read_text())
-    per_step = sft["timing"]["train_s"] / sft["steps"]
-    steps = -(-grpo["timing"]["train_s"] // per_step)
-    steps = int(-(-steps // MORE_SFT_CHECKPOINTS) * MORE_SFT_CHECKPOINTS)
-    return {"steps": steps, "grpo_train_s": grpo["timing"]["train_s"], "sft_s_per_step": round(per_step, 3),
-            "grpo_threads": grpo["timing"]["train_threads"], "sft_threads": sft["timing"]["train_threads"]}
-
-
 def grpo_weights(cfg: TrainConfig) -> dict[str, float]:
     """The rewards GRPO actually trained on, by name (as t2g.train.grpo builds them)."""
     from t2g.train.config import resolved_weights

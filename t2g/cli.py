@@ -128,6 +128,12 @@ class ExportFlags:
     parity_threshold: float = flag(0.05, "the F1 the GGUF may lose against the HF model")
     on_parity_fail: str = flag("fail", "what a failed parity check does", choices=("fail", "warn"))
     parity_max_new_tokens: int = flag(256, "tokens per parity completion")
+    imatrix: str = flag("none", "k-quants (q4_k_m ...): none, or task: an importance matrix measured on --imatrix_data's "
+                        "prompts and answers through the HF model (t2g.export.imatrix), so that the 4-bit error "
+                        "lands where the task's inputs rarely reach", choices=("none", "task"))
+    imatrix_data: str = flag("examples", "the dataset the importance matrix is measured on (any format t2g reads; "
+                             "the model's own training data is best)")
+    imatrix_limit: int = flag(64, "examples of --imatrix_data the matrix is measured on")
 
 
 def export(flags: ExportFlags) -> None:

@@ -9,6 +9,7 @@ or `t2g export --model RUN_DIR --quant q8_0,q4_k_m`. May import `t2g.task`, `t2g
     pipeline.py       the whole export: model -> merged HF, GGUFs, Modelfile, parity, card, export.json
     merge.py          LoRA adapter + base -> one merged 16-bit HF folder
     gguf.py           HF folder -> GGUF with llama.cpp's converter; k-quants with its quantizer
+    imatrix.py        an importance matrix for the k-quants, measured on the task's own prompts and answers
     lora_gguf.py      PEFT LoRA adapter -> llama.cpp LoRA adapter GGUF (GRPO's llama.cpp rollouts)
     llama_cpp.py      find (or unpack from PyPI's sdist) llama.cpp's converter, offline
     _convert_main.py  the converter run in a subprocess with one narrow fix

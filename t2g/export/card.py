@@ -24,13 +24,27 @@ def _parity_lines(parity: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _per_gguf_lines(per_gguf: dict[str, Any] | None) -> list[str]:
+    """What each exported GGUF costs against the HF model, on the parity examples."""
+    if not per_gguf or len(per_gguf) < 2:
+        return []
+    lines = ["", "What each GGUF costs (same parity examples; differences from the HF model):", "",
+             "| GGUF | JSON valid | entity F1 | relation F1 | tokens/s | passed |", "|---|---|---|---|---|---|"]
+    for gguf, r in per_gguf.items():
+        speed = f"{r['tokens_per_second']:.1f}" if r.get("tokens_per_second") else "-"
+        lines.append(f"| {gguf} | {r['json_valid']:.3f} | {r['entity_f1']:.3f} ({-r['drop']['entity_f1']:+.3f}) | "
+                     f"{r['relation_f1']:.3f} ({-r['drop']['relation_f1']:+.3f}) | {speed} | "
+                     f"{'yes' if r['passed'] else 'NO: falls behind'} |")
+    return lines
+
+
 def _rate(side: dict[str, Any]) -> str:
     rate = side.get("texts_per_second")
     return f"{rate:.3f}" if rate else "-"
 
 
 def render_card(name: str, source: str, ggufs: Sequence[str], has_modelfile: bool, hf_dir: str | None,
-                adapter_dir: str | None, parity: dict[str, Any] | None) -> str:
+                adapter_dir: str | None, parity: dict[str, Any] | None, per_gguf: dict[str, Any] | None = None) -> str:
     example = user_message("Tim Cook is the CEO of Apple.", ["person", "organization"], ["works for"])
     files = [f"- `{g}`: GGUF for llama.cpp / Ollama" for g in ggufs]
     if has_modelfile:
@@ -39,7 +53,8 @@ def render_card(name: str, source: str, ggufs: Sequence[str], has_modelfile: boo
         files.append(f"- `{hf_dir}/`: merged Hugging Face weights")
     if adapter_dir:
         files.append(f"- `{adapter_dir}/`: the LoRA adapter alone (load on the base model)")
-    files.append("- `parity.json`: HF vs GGUF on the same prompts; `export.json`: how this export was made")
+    files.append("- `parity.json`: HF vs the first GGUF on the same prompts (`parity-<quant>.json`: each further GGUF); "
+                 "`export.json`: how this export was made")
     first = ggufs[0] if ggufs else "MODEL.gguf"
     return "\n".join([
         f"# {name}: a text-to-graph extractor",
@@ -61,5 +76,5 @@ def render_card(name: str, source: str, ggufs: Sequence[str], has_modelfile: boo
         "ollama create t2g -f Modelfile",
         f"python -c \"from t2g.infer.extractor import extract; print(extract(['Tim Cook leads Apple.'], ['person', 'organization'], ['works for'], model='{first}'))\"",
         "```", "",
-        "## Parity", "", *_parity_lines(parity), "",
+        "## Parity", "", *_parity_lines(parity), *_per_gguf_lines(per_gguf), "",
     ])

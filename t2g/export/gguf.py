@@ -139,10 +139,19 @@ def convert_hf_to_gguf(hf_dir: Path, out_path: Path, outtype: str, llama_cpp: Ll
 
 
 _QUANTIZE_PY = """
-import sys, llama_cpp
+import ctypes, sys, llama_cpp
+import numpy as np
 params = llama_cpp.llama_model_quantize_default_params()
 params.ftype = int(sys.argv[3])
 params.nthread = int(sys.argv[4])
+if len(sys.argv) > 5:  # an importance matrix (t2g.export.imatrix): a name-terminated array, as llama-quantize builds
+    found = np.load(sys.argv[5])
+    keep = [(name.encode(), np.ascontiguousarray(found[name], dtype=np.float32)) for name in found.files]
+    entries = (llama_cpp.llama_model_imatrix_data * (len(keep) + 1))()
+    for entry, (name, values) in zip(entries, keep):
+        entry.name, entry.size = name, values.size
+        entry.data = values.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+    params.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
 rc = llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), params)
 sys.exit(1 if rc else 0)
 """
@@ -155,14 +164,19 @@ def _has_llama_cpp_python() -> bool:
 
 
 def quantize_gguf(src: Path, out_path: Path, quant: str, llama_cpp: LlamaCpp | None = None,
-                  threads: int = 0) -> Path:
-    """Quantize a 16/32-bit GGUF to a k-quant (or legacy quant) with llama.cpp's C++ quantizer."""
+                  threads: int = 0, imatrix: Path | None = None) -> Path:
+    """Quantize a 16/32-bit GGUF to a k-quant (or legacy quant) with llama.cpp's C++ quantizer; `imatrix`:
+    an importance matrix written by t2g.export.imatrix (through llama-cpp-python only)."""
     if quant not in QUANTIZER_TYPES:
         raise ExportError(f"{quant} is written by the converter, not the quantizer")
     binary = llama_cpp.quantize_binary() if llama_cpp else None
     with atomic_target(out_path) as tmp:
         if _has_llama_cpp_python():
             cmd = [sys.executable, "-c", _QUANTIZE_PY, str(src), str(tmp), str(QUANTIZER_TYPES[quant]), str(threads)]
+            cmd += [str(imatrix)] if imatrix else []
+        elif imatrix is not None:
+            raise ExportError(f"--imatrix for {quant} needs llama-cpp-python (its quantizer takes the matrix in memory); "
+                              "install it, or pass --imatrix=none")
         elif binary is not None:
             cmd = [str(binary), str(src), str(tmp), quant.upper()] + ([str(threads)] if threads > 0 else [])
         else:

@@ -75,6 +75,12 @@ def run_side(model: str, runtime: str, examples: Sequence[Example], *, max_new_t
     return SideResult(report, [r.completion for r in results], [r.error for r in results])
 
 
+def run_hf_side(hf_model: str, examples: Sequence[Example], *, max_new_tokens: int = 256, base_model: str | None = None,
+                hf_dtype: str = "fp32") -> SideResult:
+    """The reference side of a parity check: the HF model (fp32 unless told), greedy."""
+    return run_side(hf_model, "hf", examples, max_new_tokens=max_new_tokens, base_model=base_model, dtype=hf_dtype)
+
+
 def compare(hf: SideResult, gguf: SideResult, threshold: float) -> dict[str, Any]:
     drops = {m: hf.report[m] - gguf.report[m] for m in METRICS}
     behind = [m for m, d in drops.items() if d > threshold + 1e-12]
@@ -91,13 +97,15 @@ def compare(hf: SideResult, gguf: SideResult, threshold: float) -> dict[str, Any
 
 def check_parity(hf_model: str, gguf_path: str | Path, examples: Sequence[Example], out_path: str | Path, *,
                  threshold: float = 0.05, on_fail: str = "fail", max_new_tokens: int = 256, base_model: str | None = None,
-                 n_ctx: int = 2048, hf_dtype: str = "fp32") -> dict[str, Any]:
-    """Run both sides, write `out_path` (parity.json), then fail or warn when the GGUF falls behind."""
+                 n_ctx: int = 2048, hf_dtype: str = "fp32", hf: SideResult | None = None) -> dict[str, Any]:
+    """Run both sides, write `out_path` (parity.json), then fail or warn when the GGUF falls behind.
+    `hf`: the HF side already run on the same examples (one HF run serves every GGUF of an export)."""
     if on_fail not in ("fail", "warn"):
         raise ValueError(f"--on_parity_fail={on_fail!r}: use fail or warn")
     if not examples:
         raise ValueError("the parity check needs at least one example (--parity_limit > 0)")
-    hf = run_side(hf_model, "hf", examples, max_new_tokens=max_new_tokens, base_model=base_model, dtype=hf_dtype)
+    if hf is None:
+        hf = run_hf_side(hf_model, examples, max_new_tokens=max_new_tokens, base_model=base_model, hf_dtype=hf_dtype)
     gguf = run_side(str(gguf_path), "llama.cpp", examples, max_new_tokens=max_new_tokens, n_ctx=n_ctx)
     verdict = compare(hf, gguf, threshold)
     report = {

@@ -4,7 +4,9 @@
     <out>/adapter/              the adapter alone (adapter_only=True)
     <out>/<name>-<quant>.gguf   one per --quant; k-quants are made from a 16-bit GGUF
     <out>/Modelfile             Ollama recipe for the first GGUF
-    <out>/parity.json           HF vs the first GGUF on the same prompts
+    <out>/parity.json           HF vs the first GGUF on the same prompts (the one the Modelfile runs)
+    <out>/parity-<quant>.json   HF vs each further GGUF: what each quant costs, warned above the threshold
+    <out>/imatrix.npz           the importance matrix k-quants were made with (--imatrix=task)
     <out>/README.md             model card: files and prompt contract
     <out>/export.json           written last: what was made and how (llama.cpp used, checks passed)
 
@@ -13,6 +15,7 @@ Every file appears complete or not at all (written under a hidden `.tmp` name, t
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -51,17 +54,18 @@ def _default_name(model: str) -> str:
 
 def _intermediate_type(hf_dir: Path) -> str:
     """The 16-bit GGUF a k-quant is made from: bf16 for bf16 weights (no f16 overflow), else f16."""
-    import json
-
     config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
     dtype = str(config.get("torch_dtype") or config.get("dtype") or "")
     return "bf16" if "bfloat16" in dtype else "f16"
 
 
 def write_ggufs(hf_dir: Path, out: Path, name: str, quants: Sequence[str], llama_cpp: LlamaCpp,
-                pretokenizer: str = "auto") -> tuple[list[Path], str | None, str | None]:
-    """All model GGUFs (in request order), the pre-tokenizer name assumed and the tokenizer repair, if any."""
+                pretokenizer: str = "auto", calibration: Sequence[Any] = ()) -> tuple[list[Path], str | None, str | None, dict | None]:
+    """All model GGUFs (in request order), the pre-tokenizer name assumed, the tokenizer repair, if any,
+    and the importance matrix's summary: with `calibration` examples, k-quants are made with a matrix
+    measured on them (t2g.export.imatrix), kept as <out>/imatrix.npz."""
     paths: dict[str, Path] = {}
+    imatrix_info = None
     fallback = None
     repairs: set[str | None] = set()
     for q in [q for q in quants if q in CONVERTER_TYPES]:
@@ -79,12 +83,20 @@ def write_ggufs(hf_dir: Path, out: Path, name: str, quants: Sequence[str], llama
             base, fallback = result.path, result.pretokenizer_fallback or fallback
             repairs.add(result.tokenizer_repair)
         try:
+            matrix = None
+            if calibration:
+                from t2g.export.imatrix import summary, task_imatrix, write_imatrix
+
+                print(f"t2g export: importance matrix from {len(calibration)} task examples", file=sys.stderr)
+                values = task_imatrix(hf_dir, calibration, base, max_examples=len(calibration))
+                matrix = write_imatrix(values, out / "imatrix.npz")
+                imatrix_info = {"file": matrix.name, **summary(values, len(calibration))}
             for q in kquants:
-                paths[q] = quantize_gguf(base, out / f"{name}-{q}.gguf", q, llama_cpp)
+                paths[q] = quantize_gguf(base, out / f"{name}-{q}.gguf", q, llama_cpp, imatrix=matrix)
         finally:
             if temporary:
                 base.unlink(missing_ok=True)
-    return [paths[q] for q in quants], fallback, next((r for r in repairs if r), None)
+    return [paths[q] for q in quants], fallback, next((r for r in repairs if r), None), imatrix_info
 
 
 def check_tokenization(gguf: Path, tokenizer) -> dict[str, Any]:
@@ -144,13 +156,20 @@ def export_model(
     parity_threshold: float = 0.05,
     on_parity_fail: str = "fail",
     parity_max_new_tokens: int = 256,
+    imatrix: str = "none",
+    imatrix_data: str = "examples",
+    imatrix_limit: int = 64,
 ) -> dict[str, Any]:
-    """Export `model` into `out_dir`; returns (and writes as export.json) what was made."""
+    """Export `model` into `out_dir`; returns (and writes as export.json) what was made. `imatrix="task"`
+    makes k-quants with an importance matrix measured on `imatrix_limit` examples of `imatrix_data`."""
     from t2g.export.merge import copy_adapter, is_prequantized, load_tokenizer, merge_to_hf
     from t2g.infer.resolve import resolve_model
 
     out = Path(out_dir)
     quants = _as_list(quant)
+    if imatrix not in ("none", "task"):
+        raise ExportError(f"--imatrix={imatrix!r}: use none or task (an importance matrix from --imatrix_data's prompts)")
+    calibration = _calibration(imatrix, imatrix_data, imatrix_limit, quants)
     spec = resolve_model(model, "hf", base_model=base_model)  # a run directory: its final adapter on its base
     if spec.gguf_file:
         raise ExportError(f"--model={model} is already a GGUF; export starts from an HF folder, adapter or run directory")
@@ -167,11 +186,12 @@ def export_model(
     if quants or (hf and (spec.adapter or is_prequantized(spec.path)) and not adapter_only):
         hf_dir = _hf_source(spec, out, hf and not adapter_only, merged_dtype, merge_to_hf)
         try:
-            manifest.update(_gguf_outputs(hf_dir, out, name, quants, lc, pretokenizer, load_tokenizer(spec.path, spec.adapter)))
+            manifest.update(_gguf_outputs(hf_dir, out, name, quants, lc, pretokenizer, load_tokenizer(spec.path, spec.adapter),
+                                          calibration))
             if manifest.get("ggufs") and parity_limit > 0:
                 # The parity reference is exactly what was exported: the adapter on the resolved base.
                 manifest["parity"] = _parity(spec.adapter or spec.path, spec.path if spec.adapter else None, out,
-                                             manifest["ggufs"][0], parity_data, parity_limit,
+                                             manifest["ggufs"], parity_data, parity_limit,
                                              parity_threshold, on_parity_fail, parity_max_new_tokens)
         finally:
             if hf_dir.name.startswith(".merged"):
@@ -195,14 +215,25 @@ def _hf_source(spec, out: Path, keep: bool, dtype: str, merge_to_hf) -> Path:
     return merge_to_hf(spec.path, spec.adapter, target, dtype)
 
 
+def _calibration(imatrix: str, data: str, limit: int, quants: Sequence[str]) -> list[Any]:
+    """The examples an importance matrix is measured on; none unless asked for and a k-quant needs one."""
+    if imatrix == "none" or not [q for q in quants if q not in CONVERTER_TYPES]:
+        return []
+    from t2g.data.load import load_examples
+
+    if limit < 1:
+        raise ExportError(f"--imatrix_limit={limit}: give at least 1 example to measure the importance matrix on")
+    return load_examples(data)[:limit]
+
+
 def _gguf_outputs(hf_dir: Path, out: Path, name: str, quants: list[str], lc: LlamaCpp | None, pretokenizer: str,
-                  tokenizer) -> dict[str, Any]:
+                  tokenizer, calibration: Sequence[Any] = ()) -> dict[str, Any]:
     from t2g.export.modelfile import build_modelfile
 
     if not quants:
         return {}
     print(f"t2g export: {', '.join(quants)} with {lc.converter} (from {lc.source})", file=sys.stderr)
-    ggufs, fallback, repair = write_ggufs(hf_dir, out, name, quants, lc, pretokenizer)
+    ggufs, fallback, repair, imatrix = write_ggufs(hf_dir, out, name, quants, lc, pretokenizer, calibration)
     try:
         tokenization = check_tokenization(ggufs[0], tokenizer)
     except ExportError:
@@ -218,30 +249,54 @@ def _gguf_outputs(hf_dir: Path, out: Path, name: str, quants: list[str], lc: Lla
         "tokenizer_repair": repair,
         "tokenization": tokenization,
         "modelfile": "Modelfile",
+        **({"imatrix": imatrix} if imatrix else {}),
     }
 
 
-def _parity(model: str, base_model: str | None, out: Path, gguf: str, data: str, limit: int, threshold: float,
+def _parity(model: str, base_model: str | None, out: Path, ggufs: Sequence[str], data: str, limit: int, threshold: float,
             on_fail: str, max_new_tokens: int) -> dict[str, Any]:
+    """HF against every GGUF on the same examples (the HF side runs once). The first GGUF, the one the
+    Modelfile runs, fails the export when it falls behind (unless on_fail="warn"); every further one
+    is reported with what it costs and warned about. The last lines printed say it per GGUF."""
     from t2g.data.load import load_examples
-    from t2g.export.parity import check_parity
+    from t2g.export.parity import ParityError, check_parity, run_hf_side
 
     examples = load_examples(data)[:limit]
-    print(f"t2g export: parity check, {len(examples)} examples, HF vs {gguf}", file=sys.stderr)
-    report = check_parity(model, out / gguf, examples, out / "parity.json", threshold=threshold, on_fail=on_fail,
-                          max_new_tokens=max_new_tokens, base_model=base_model)
-    return {k: report[k] for k in ("passed", "drop", "identical_completion_rate")} | {"file": "parity.json"}
+    print(f"t2g export: parity check, {len(examples)} examples, HF vs {', '.join(ggufs)}", file=sys.stderr)
+    hf = run_hf_side(model, examples, max_new_tokens=max_new_tokens, base_model=base_model)
+    per_gguf, failure = {}, None
+    for i, gguf in enumerate(ggufs):
+        path = out / ("parity.json" if i == 0 else f"parity-{Path(gguf).stem.rsplit('-', 1)[-1]}.json")
+        try:
+            report = check_parity(model, out / gguf, examples, path, threshold=threshold,
+                                  on_fail=on_fail if i == 0 else "warn", max_new_tokens=max_new_tokens, hf=hf)
+        except ParityError as exc:  # the report is written; the other GGUFs are still measured first
+            failure, report = exc, json.loads(path.read_text(encoding="utf-8"))
+        side = report["gguf_side"]
+        per_gguf[gguf] = {"file": path.name, "passed": report["passed"], "drop": report["drop"],
+                          "identical_completion_rate": report["identical_completion_rate"],
+                          **{k: side[k] for k in ("json_valid", "entity_f1", "relation_f1", "tokens_per_second")}}
+    for gguf, r in per_gguf.items():
+        print(f"t2g export: {gguf}: relation F1 {r['relation_f1']:.3f} (HF {hf.report['relation_f1']:.3f}, "
+              f"{-r['drop']['relation_f1']:+.3f}), entity F1 {r['entity_f1']:.3f} ({-r['drop']['entity_f1']:+.3f}), "
+              f"JSON valid {r['json_valid']:.2f}, identical completions {r['identical_completion_rate']:.0%}"
+              f"{'' if r['passed'] else ', FALLS BEHIND'}", file=sys.stderr)
+    if failure is not None:
+        raise failure
+    first = per_gguf[ggufs[0]]
+    return {"passed": first["passed"], "drop": first["drop"], "identical_completion_rate": first["identical_completion_rate"],
+            "file": "parity.json", "threshold": threshold, "n": len(examples),
+            "hf": {k: hf.report[k] for k in ("json_valid", "entity_f1", "relation_f1", "tokens_per_second")},
+            "per_gguf": per_gguf}
 
 
 def _write_card_and_manifest(out: Path, name: str, model: str, manifest: dict[str, Any]) -> None:
-    import json
-
     from t2g.export.card import render_card
 
     parity_path = out / "parity.json"
     parity = json.loads(parity_path.read_text(encoding="utf-8")) if manifest.get("parity") else None
     card = render_card(name, model, manifest.get("ggufs", []), "modelfile" in manifest, manifest.get("hf_dir"),
-                       manifest.get("adapter_dir"), parity)
+                       manifest.get("adapter_dir"), parity, (manifest.get("parity") or {}).get("per_gguf"))
     write_text_atomic(out / "README.md", card)
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json_atomic(out / "export.json", manifest)

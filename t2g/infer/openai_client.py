@@ -1,10 +1,13 @@
 """A small, robust client for OpenAI-compatible chat endpoints (vLLM, Ollama, llama.cpp, hosted APIs).
 
 One POST to `{base_url}/chat/completions` per call, with bounded retries and exponential backoff on
-the faults that are worth retrying (timeouts, refused or dropped connections, 408/429, 5xx, and
-malformed or non-JSON bodies, which in practice come from overloaded proxies); other 4xx answers
-fail at once because repeating the same request cannot fix them. After the last try it raises
-`EndpointError` naming the URL, the HTTP status and the last error.
+the faults that are worth retrying (timeouts, refused or dropped connections, 408/409/425/429,
+5xx, and malformed or non-JSON bodies, which in practice come from overloaded proxies). Other 4xx
+answers fail at once because repeating the same request cannot fix them, and so does a 5xx (or an
+error object) whose body says the request itself is invalid (`INVALID_REQUEST_MARKERS`):
+llama-cpp-python answers 500 to a field it does not know ("1 validation error ... Input should be
+'text' or 'json_object'"). After the last try it raises `EndpointError` naming the URL, the HTTP
+status and the last error; its `fatal` says whether that error was one no retry could fix.
 
 The API key is read from the environment variable named by `api_key_env` at request time, sent only
 in the Authorization header, and redacted from every error message (a server may echo it back).
@@ -30,16 +33,27 @@ RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # a chat answer is never this big; a broken server might be
 MAX_BACKOFF_S = 60.0
 _SNIPPET = 300  # characters of a server's body quoted in an error
+# Phrases (lower case) of a server error body that blame the request, not the server's state.
+INVALID_REQUEST_MARKERS = ("input should be", "validation error", "invalid request", "invalid_request",
+                           "unsupported", "not supported", "extra inputs are not permitted",
+                           "unrecognized request argument")
 
 
 class EndpointError(RuntimeError):
-    """The endpoint failed for good (after retries, or with a non-retryable answer)."""
+    """The endpoint failed for good (after retries, or with a non-retryable answer).
 
-    def __init__(self, message: str, url: str, status: int | None = None, attempts: int = 0):
+    fatal: the last error was one that no retry can fix (a 4xx, or a body blaming the request);
+    detail: that error without the "POST <url> failed after..." preamble.
+    """
+
+    def __init__(self, message: str, url: str, status: int | None = None, attempts: int = 0,
+                 fatal: bool = False, detail: str = ""):
         super().__init__(message)
         self.url = url
         self.status = status
         self.attempts = attempts
+        self.fatal = fatal
+        self.detail = detail or message
 
 
 class _Retryable(Exception):
@@ -52,7 +66,13 @@ class _Retryable(Exception):
 
 
 class _Fatal(_Retryable):
-    """One failed attempt that retrying cannot fix (e.g. 400, 401, 404)."""
+    """One failed attempt that retrying cannot fix (e.g. 400, 401, 404, a 500 blaming the request)."""
+
+
+def blames_request(text: str) -> bool:
+    """Whether an error body says the request itself is invalid (so the same request fails again)."""
+    lower = text.lower()
+    return any(marker in lower for marker in INVALID_REQUEST_MARKERS)
 
 
 @dataclass(frozen=True)
@@ -156,7 +176,8 @@ class OpenAIChatClient:
         status = f"HTTP {exc.status}" if exc.status is not None else "no HTTP status"
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         message = self._redact(f"POST {self.url} failed after {tries} ({status}): {exc}")
-        return EndpointError(message, self.url, exc.status, attempts)
+        return EndpointError(message, self.url, exc.status, attempts, fatal=isinstance(exc, _Fatal),
+                             detail=self._redact(f"{status}: {exc}"))
 
     def _attempt(self, data: bytes) -> ChatResponse:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -194,6 +215,8 @@ def _http_failure(exc: urllib.error.HTTPError) -> _Retryable:
     except Exception:  # the body is only for the message; a broken one must not hide the status
         body = b""
     message = f"server answered {exc.code} {exc.reason}: {_snippet(body) or '(empty body)'}"
+    if exc.code >= 500 and blames_request(body.decode("utf-8", errors="replace")):
+        return _Fatal(message, exc.code)  # the same request would be refused the same way
     if exc.code in RETRY_STATUSES or exc.code >= 500:
         return _Retryable(message, exc.code, _retry_after(exc.headers.get("Retry-After") if exc.headers else None))
     return _Fatal(message, exc.code)
@@ -214,7 +237,9 @@ def _parse_response(raw: bytes, status: int) -> ChatResponse:
     if not isinstance(obj, dict):
         raise _Retryable(f"response is JSON but not an object: {_snippet(raw)}", status)
     if "error" in obj and "choices" not in obj:
-        raise _Retryable(f"endpoint reported an error: {_snippet(json.dumps(obj['error']).encode())}", status)
+        detail = json.dumps(obj["error"], ensure_ascii=False)
+        kind = _Fatal if blames_request(detail) else _Retryable
+        raise kind(f"endpoint reported an error: {_snippet(detail.encode())}", status)
     choices = obj.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise _Retryable(f"response has no choices[0]: {_snippet(raw)}", status)

@@ -8,6 +8,7 @@ teacher is an OpenAI-compatible endpoint).
     jobs.py       requests in flight, answers appended as they come, read back on resume; one job per output
     filters.py    teacher answers parsed, types mapped onto the inventory, rows that fail a filter dropped
     teacher.py    what the teacher is asked: extraction requests and reasoning traces
+    probe.py      `--structured=auto`: one probe before the run finds the structured output the endpoint takes
     sources.py    raw input texts (.txt, .jsonl, datasets folders, the hub), each with a stable id
     inventory.py  the teacher's proposed type names cleaned into one list
     dedup.py      near-duplicate texts (MinHash + LSH)

@@ -46,13 +46,15 @@ class GenerateConfig:
                           choices=TXT_SPLITS)
     split: str = flag("train", "the split of a datasets folder or a hub dataset")
     limit: int | None = flag(None, "only the first N texts")
-    structured: str = flag("json_schema", "how the answer's shape is enforced (json_object: llama-cpp-python; "
-                                          "grammar: llama.cpp; none: any endpoint)", choices=teacher.STRUCTURED)
+    structured: str = flag("auto", "how the answer's shape is enforced (auto: ask the endpoint once which of "
+                                   "json_schema, json_object (llama-cpp-python), grammar (llama.cpp), none it takes)",
+                           choices=teacher.STRUCTURED)
     ground_spans: bool = flag(False, "entities, heads and tails may only be spans copied from the text (in the schema)")
     concurrency: int = flag(4, "teacher requests in flight at once")
     max_consecutive_failures: int = flag(20, "stop after this many failed rows in a row (a dead endpoint)")
     timeout: float = flag(120.0, "seconds per request")
-    retries: int = flag(3, "retries of a failed request (5xx, timeouts, non-JSON answers)")
+    retries: int = flag(3, "retries of a failed request (5xx, 408/429, timeouts, non-JSON answers; never "
+                           "an error that blames the request)")
     backoff: float = flag(2.0, "seconds before the first retry, doubling each time")
     api_key_env: str = flag("OPENAI_API_KEY", "the environment variable that holds the API key (never logged)")
     temperature: float = flag(0.0, "the teacher's sampling temperature")
@@ -90,7 +92,8 @@ class GenerateConfig:
             except ValueError as exc:
                 raise DataError(str(exc)) from None
         if self.ground_spans and self.structured == "none":
-            raise DataError("--ground_spans needs structured output: give --structured json_schema, json_object or grammar")
+            raise DataError("--ground_spans needs structured output: give --structured auto, json_schema, "
+                            "json_object or grammar")
         for url_flag in ("base_url", "reasoning_base_url"):
             value = getattr(self, url_flag)
             if value is None:
@@ -167,6 +170,7 @@ class Summary:
     inventory: dict[str, list[str]] = field(default_factory=dict)
     hint: str = ""
     stopped_early: str = ""
+    structured: dict = field(default_factory=dict)  # {"asked", "used", "why"}: what --structured became
 
     def drop(self, counter: Counter, reason: str, ex_id: str) -> None:
         counter[reason] += 1
@@ -188,6 +192,7 @@ class Summary:
             "first_errors": self.errors[:5],
             "example_ids_per_drop_reason": self.drop_examples,
             "inventory": self.inventory,
+            **({"structured": self.structured} if self.structured else {}),
             **({"hint": self.hint} if self.hint else {}),
             **({"stopped_early": self.stopped_early} if self.stopped_early else {}),
         }

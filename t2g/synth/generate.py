@@ -2,15 +2,17 @@
 
     t2g generate --input texts.txt --output data.jsonl --base_url http://127.0.0.1:8000/v1 \\
         --model teacher --entity_types person,organization --relation_types "works for" \\
-        --concurrency 4 --structured json_schema [--reasoning]
+        --concurrency 4 [--structured auto] [--reasoning]
 
 The settings, each a flag of `t2g generate`, are `t2g.synth.config.GenerateConfig`.
 
 Stages, each visible in the summary:
 1. read the texts (`t2g.synth.sources`), drop empty, over-long and near-duplicate ones (`t2g.synth.dedup`);
-2. ask the teacher, which sees the text, for a graph (`t2g.synth.teacher`): bounded concurrency,
-   retries/backoff/timeouts in `OpenAIChatClient`, one atomic append per answer to
-   `<output>.teacher.jsonl`, per-row failures to `<output>.errors.jsonl` (`t2g.synth.jobs`);
+2. ask the teacher, which sees the text, for a graph (`t2g.synth.teacher`): with --structured=auto
+   one probe first picks the structured output the endpoint takes (`t2g.synth.probe`); bounded
+   concurrency, retries/backoff/timeouts in `OpenAIChatClient` (an error that blames the request
+   is not retried), one atomic append per answer to `<output>.teacher.jsonl`, per-row failures to
+   `<output>.errors.jsonl` (`t2g.synth.jobs`);
 3. parse with the project's parser, map types onto the inventory (fixed, or built from the
    teacher's proposals in open extraction: `t2g.synth.inventory`), drop what fails a filter
    (`t2g.synth.filters`);
@@ -37,10 +39,10 @@ from pathlib import Path
 from typing import Sequence
 
 from t2g.data.augment import AugmentConfig, augment
-from t2g.data.canonical import Example, write_jsonl
+from t2g.data.canonical import DataError, Example, write_jsonl
 from t2g.files import write_json_atomic
 from t2g.infer.openai_client import EndpointPool, OpenAIChatClient, chat_client
-from t2g.synth import teacher
+from t2g.synth import probe, teacher
 from t2g.synth.config import GenerateConfig, Paths, Summary
 from t2g.synth.dedup import near_duplicates
 from t2g.synth.filters import build_examples
@@ -105,10 +107,12 @@ def _select_texts(cfg: GenerateConfig, summary: Summary) -> list[SourceText]:
 # --- stage 2: the teacher -------------------------------------------------------------------
 
 
-def _settings_key(cfg: GenerateConfig) -> str:
-    """What makes two teacher answers comparable; a resumed run must match it."""
+def _settings_key(cfg: GenerateConfig, structured: str) -> str:
+    """What makes two teacher answers comparable; a resumed run must match it. `structured` is the
+    mode the requests carry (what --structured=auto chose), so auto and that explicit mode resume
+    each other's files."""
     settings = {"model": cfg.model, "prompt": PROMPT_VERSION, "entity_types": cfg.entity_types,
-                "relation_types": cfg.relation_types, "structured": cfg.structured, "ground_spans": cfg.ground_spans,
+                "relation_types": cfg.relation_types, "structured": structured, "ground_spans": cfg.ground_spans,
                 "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
     return hashlib.sha1(teacher.json_dumps_compact(settings).encode()).hexdigest()[:12]
 
@@ -124,17 +128,20 @@ def _client(cfg: GenerateConfig, base_url: str, model: str) -> OpenAIChatClient 
 
 
 def _ask_teacher(cfg: GenerateConfig, paths: Paths, texts: list[SourceText], summary: Summary) -> dict[str, dict]:
-    key = _settings_key(cfg)
-    records = load_state(paths.teacher, summary, "settings", key)
+    modes = {_settings_key(cfg, m): m for m in (teacher.MODES if cfg.structured == "auto" else [cfg.structured])}
+    records = load_state(paths.teacher, summary, "settings", modes)
     answers = {s.id: records[s.id] for s in texts if s.id in records and records[s.id]["text_sha1"] == _text_hash(s.text)}
     pending = [s for s in texts if s.id not in answers]
     summary.teacher["answered_before"] = len(answers)
     client = _client(cfg, cfg.base_url, cfg.model)
+    cached = modes[next(iter(records.values()))["settings"]] if records else None
+    structured = _structured_mode(cfg, paths, client, cached, bool(pending), summary)
+    key = _settings_key(cfg, structured)
 
     def ask(src: SourceText) -> dict:
         messages = teacher.extraction_messages(src.text, cfg.entity_types, cfg.relation_types)
         spans = teacher.candidate_spans(src.text) if cfg.ground_spans else None
-        request = teacher.structured_request(cfg.structured, cfg.entity_types, cfg.relation_types, spans)
+        request = teacher.structured_request(structured, cfg.entity_types, cfg.relation_types, spans)
         resp = client.complete(messages, temperature=cfg.temperature, max_tokens=cfg.max_tokens, **request)
         return {"id": src.id, "settings": key, "text_sha1": _text_hash(src.text),
                 "completion": resp.content, "finish_reason": resp.finish_reason}
@@ -143,11 +150,30 @@ def _ask_teacher(cfg: GenerateConfig, paths: Paths, texts: list[SourceText], sum
     answers.update(done)
     summary.teacher["answered_now"] = len(done)
     summary.teacher["not_answered"] = len(pending) - len(done)  # failed or never attempted
-    if cfg.structured != "none" and any(_rejects_structured(e) for e in summary.errors):
+    if cfg.structured not in ("auto", "none") and any(_rejects_structured(e) for e in summary.errors):
         summary.hint = (f"the endpoint rejected requests; if it does not support --structured={cfg.structured}, "
-                        f"try --structured={'json_object' if cfg.structured == 'json_schema' else 'none'} "
+                        f"try --structured=auto (it asks the endpoint once which mode it takes) or "
+                        f"--structured={'json_object' if cfg.structured == 'json_schema' else 'none'} "
                         "(json_object: llama-cpp-python; grammar: llama.cpp; none: any endpoint)")
     return answers
+
+
+def _structured_mode(cfg: GenerateConfig, paths: Paths, client: OpenAIChatClient | EndpointPool,
+                     cached: str | None, pending: bool, summary: Summary) -> str:
+    """The mode every request of this run carries: --structured itself, or what auto finds (once)."""
+    if cfg.structured != "auto":
+        summary.structured = {"asked": cfg.structured, "used": cfg.structured}
+        return cfg.structured
+    if not pending:  # nothing to ask: no probe; the cached answers say what was used
+        summary.structured = {"asked": "auto", "used": cached, "why": "nothing left to ask, no probe"}
+        return cached or "none"
+    choice = probe.choose(client, cfg.entity_types, cfg.relation_types, cfg.ground_spans, prefer=cached)
+    print(choice.line(), file=sys.stderr)
+    if cached is not None and choice.mode != cached:
+        raise DataError(f"{paths.teacher}: its answers were asked with --structured={cached}, but the endpoint now "
+                        f"takes {choice.mode} ({choice.why}); use another --output, or delete this file to regenerate")
+    summary.structured = {"asked": "auto", "used": choice.mode, "why": choice.why}
+    return choice.mode
 
 
 def _rejects_structured(error: dict) -> bool:
@@ -168,7 +194,7 @@ def _trace_key(ex: Example) -> str:
 def _add_traces(cfg: GenerateConfig, paths: Paths, examples: list[Example], summary: Summary) -> list[Example]:
     model = cfg.reasoning_model or cfg.model
     settings = hashlib.sha1(f"{model}|{PROMPT_VERSION}|{cfg.trace_max_tokens}".encode()).hexdigest()[:12]
-    records = load_state(paths.traces, summary, "settings", settings)
+    records = load_state(paths.traces, summary, "settings", {settings})
     have = {ex.id: records[ex.id] for ex in examples if ex.id in records and records[ex.id]["key"] == _trace_key(ex)}
     pending = [ex for ex in examples if ex.id not in have]
     client = _client(cfg, cfg.reasoning_base_url or cfg.base_url, model)
@@ -219,7 +245,7 @@ def _print_summary(report: dict, paths: Paths) -> None:
         lines.append(f"  {report['failed_rows']} rows failed (see {paths.errors}); run the same command again to "
                      f"retry them. First error: {report['first_errors'][0]['error']}")
     if report.get("stopped_early"):
-        lines.append(f"  {report['stopped_early']}: fix the endpoint and run the same command again")
+        lines.append(f"  {report['stopped_early']}: fix the endpoint (or the flags) and run the same command again")
     if report.get("hint"):
         lines.append(f"  hint: {report['hint']}")
     lines.append(f"  summary: {paths.summary}")

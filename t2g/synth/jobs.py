@@ -14,7 +14,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 from t2g.data.canonical import DataError, Example
 from t2g.files import append_jsonl_line
@@ -22,6 +22,9 @@ from t2g.infer.openai_client import EndpointError
 from t2g.synth.config import GenerateConfig, Summary
 from t2g.synth.sources import SourceText
 
+# The run's first rows all failing with this many identical errors that no retry can fix (a request
+# the endpoint refuses, e.g. an unknown --structured field) stop it: every other row would fail too.
+SAME_FATAL_STOP = 3
 
 class exclusive:
     """An advisory lock beside the output: two runs appending to the same files would interleave."""
@@ -48,7 +51,8 @@ def run_jobs(items: Sequence[SourceText] | Sequence[Example], call: Callable, ou
     from tqdm import tqdm  # lazy: only a running job needs it
 
     done: dict[str, dict] = {}
-    streak = failed = 0
+    streak = failed = same_fatal = 0
+    signature: tuple | None = None
     if not items:
         return done
     pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix=f"t2g-{stage}")
@@ -63,11 +67,21 @@ def run_jobs(items: Sequence[SourceText] | Sequence[Example], call: Callable, ou
                     record = fut.result()
                 except EndpointError as exc:  # per-row: record it, keep going; a rerun retries the row
                     error = {"id": item.id, "stage": stage, "error": str(exc), "status": exc.status,
-                             "attempts": exc.attempts, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                             "attempts": exc.attempts, "retryable": not exc.fatal,
+                             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                     append_jsonl_line(err, error)
                     summary.errors.append(error)
                     failed += 1
                     streak += 1
+                    first_rows = not done and same_fatal == failed - 1  # every result so far: this error
+                    if exc.fatal and first_rows and signature in (None, (exc.status, exc.detail)):
+                        signature, same_fatal = (exc.status, exc.detail), same_fatal + 1
+                    left = len(items) - len(done) - failed
+                    if same_fatal >= SAME_FATAL_STOP and left:
+                        summary.stopped_early = (f"{stage}: stopped after the first {same_fatal} rows failed with the "
+                                                 f"same error, which no retry can fix ({exc.detail}); "
+                                                 f"{left} rows not attempted")
+                        break
                     if streak >= cfg.max_consecutive_failures:
                         # A dead or misconfigured endpoint: stop rather than fail every remaining row slowly.
                         summary.stopped_early = (f"{stage}: stopped after {streak} failures in a row; "
@@ -82,12 +96,16 @@ def run_jobs(items: Sequence[SourceText] | Sequence[Example], call: Callable, ou
     return done
 
 
-def load_state(path: Path, summary: Summary, key_field: str, key: str) -> dict[str, dict]:
-    """The records of a teacher/trace file by id (the last wins); repairs a crash's partial line."""
+def load_state(path: Path, summary: Summary, key_field: str, keys: Collection[str]) -> dict[str, dict]:
+    """The records of a teacher/trace file by id (the last wins); repairs a crash's partial line.
+
+    Every record must carry the same one of `keys` (several: --structured=auto, one per mode it may
+    choose; the file's records then say which one the earlier run chose)."""
     if not path.exists():
         return {}
     _drop_partial_last_line(path, summary)
     records: dict[str, dict] = {}
+    first = None
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             try:
@@ -95,7 +113,8 @@ def load_state(path: Path, summary: Summary, key_field: str, key: str) -> dict[s
             except json.JSONDecodeError:
                 raise DataError(f"{path}:{lineno}: corrupt record (not JSON); this file is the job's cache: "
                                 "delete it to regenerate, or fix the line") from None
-            if record.get(key_field) != key:
+            first = record.get(key_field) if first is None else first
+            if record.get(key_field) not in keys or record.get(key_field) != first:
                 raise DataError(f"{path}:{lineno}: made with different settings (model, types, --structured, "
                                 "temperature, max_tokens or prompt version); use another --output, "
                                 "or delete this file to regenerate")

@@ -10,7 +10,9 @@ constrains the answer to the graph shape (and, with a fixed inventory, the types
   llama.cpp's C++ server);
 - `json_object`: `{"type": "json_object", "schema": ...}` (llama-cpp-python's server);
 - `grammar`: a GBNF grammar in the request's `grammar` field (llama.cpp);
-- `none`: plain prompting; the parser and the filters do all the checking.
+- `none`: plain prompting; the parser and the filters do all the checking;
+- `auto` (the default of `t2g generate`): one of the above, chosen by asking the endpoint once
+  before the run (`t2g.synth.probe`).
 
 A reasoning trace is written by a teacher that sees the text AND the finished graph, and must end
 with that graph as its answer: `verify_trace` drops traces whose final answer disagrees.
@@ -27,7 +29,8 @@ from t2g.task.parsing import THINK_CLOSE, THINK_OPEN, parse_completion
 from t2g.task.prompts import SYSTEM_PROMPT, build_messages
 from t2g.task.schema import Graph, normalize
 
-STRUCTURED = ("json_schema", "json_object", "grammar", "none")
+MODES = ("json_schema", "json_object", "grammar", "none")  # what a request can carry
+STRUCTURED = ("auto", *MODES)  # what --structured accepts
 
 OPEN_SYSTEM_PROMPT = (
     "You extract knowledge graphs from text. Find the important entities in the text and the "
@@ -90,8 +93,8 @@ def structured_request(style: str, entity_types: Sequence[str] | None, relation_
 
     `spans`, when given, are the only strings allowed for entity texts and relation endpoints.
     """
-    if style not in STRUCTURED:
-        raise ValueError(f"--structured={style!r}: use one of {', '.join(STRUCTURED)}")
+    if style not in MODES:  # `auto` is resolved before any row is asked (t2g.synth.probe)
+        raise ValueError(f"--structured={style!r}: use one of {', '.join(MODES)}")
     if style == "none":
         return {}
     fixed = entity_types is not None and relation_types is not None

@@ -48,8 +48,8 @@ def llama_cpp():
 @pytest.fixture(scope="module")
 def tiny_ggufs(tiny_model_dir, tmp_path_factory, llama_cpp):
     out = tmp_path_factory.mktemp("ggufs")
-    paths, fallback, repair = write_ggufs(tiny_model_dir, out, "tiny", ["f32", "q8_0", "q4_k_m"], llama_cpp)
-    assert repair is None
+    paths, fallback, repair, imatrix = write_ggufs(tiny_model_dir, out, "tiny", ["f32", "q8_0", "q4_k_m"], llama_cpp)
+    assert repair is None and imatrix is None
     return dict(zip(["f32", "q8_0", "q4_k_m"], paths)), fallback
 
 
@@ -315,7 +315,8 @@ def test_export_run_writes_everything(tiny_model_dir, tiny_adapter, llama_cpp):
     assert manifest["base"] == str(tiny_model_dir) and manifest["adapter"] == str(tiny_adapter)
     run = run_dir.name  # files are named after the run, not after its adapter folder
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["Modelfile", "README.md", "export.json", "hf", "parity.json", f"{run}-q4_k_m.gguf", f"{run}-q8_0.gguf"]
+    assert names == ["Modelfile", "README.md", "export.json", "hf", "parity-q4_k_m.json", "parity.json",
+                     f"{run}-q4_k_m.gguf", f"{run}-q8_0.gguf"]
     assert manifest["ggufs"] == [f"{run}-q8_0.gguf", f"{run}-q4_k_m.gguf"]
     assert manifest["tokenization"]["identical"] and manifest["pretokenizer_fallback"] == "qwen2"
     assert json.loads((out / "export.json").read_text())["finished"]
@@ -336,6 +337,13 @@ def test_export_run_writes_everything(tiny_model_dir, tiny_adapter, llama_cpp):
     assert len(parity["examples"]) == 2 and parity["passed"] == (not parity["falls_behind_on"])
     card = (out / "README.md").read_text()
     assert PROMPT_VERSION in card and "Entity types:" in card and f"{run}-q8_0.gguf" in card
+    # what each quant costs: one HF run, every GGUF against it, in export.json, the card and parity-<quant>.json
+    per = manifest["parity"]["per_gguf"]
+    assert list(per) == manifest["ggufs"] and per[f"{run}-q4_k_m.gguf"]["file"] == "parity-q4_k_m.json"
+    q4 = json.loads((out / "parity-q4_k_m.json").read_text())
+    assert q4["hf"] == parity["hf"] and q4["gguf"] == f"{run}-q4_k_m.gguf"
+    assert per[f"{run}-q4_k_m.gguf"]["relation_f1"] == q4["gguf_side"]["relation_f1"]
+    assert "What each GGUF costs" in card and f"| {run}-q4_k_m.gguf |" in card
 
 
 def test_parity_fails_or_warns_by_flag(tmp_path, monkeypatch, capsys):
@@ -356,6 +364,34 @@ def test_parity_fails_or_warns_by_flag(tmp_path, monkeypatch, capsys):
     report = parity.check_parity("m", tmp_path / "m.gguf", examples, tmp_path / "p.json", threshold=0.1, on_fail="warn")
     assert not report["passed"] and "warning" in capsys.readouterr().err
     assert parity.check_parity("m", tmp_path / "m.gguf", examples, tmp_path / "p.json", threshold=0.5)["passed"]
+
+
+def test_a_task_importance_matrix_reaches_the_quantizer(tiny_model_dir, tiny_ggufs, tmp_path, llama_cpp):
+    import gguf
+    import numpy as np
+
+    from t2g.data.load import load_examples
+    from t2g.export.imatrix import ImatrixError, task_imatrix
+
+    paths, _ = tiny_ggufs
+    examples = load_examples("examples")[:4]
+    values = task_imatrix(tiny_model_dir, examples, paths["f32"])
+    shapes = {t.name: tuple(int(d) for d in reversed(t.shape.tolist())) for t in gguf.GGUFReader(str(paths["f32"])).tensors}
+    n_layers = sum(name.endswith("attn_q.weight") for name in shapes)
+    # every linear layer of every block, named as the GGUF names it, one value per input column, finite and > 0
+    assert len(values) == 7 * n_layers and set(values) <= set(shapes)
+    for name, v in values.items():
+        assert v.shape == (shapes[name][1],) and np.all(np.isfinite(v)) and np.all(v > 0), name
+    with pytest.raises(ImatrixError, match="no calibration examples"):
+        task_imatrix(tiny_model_dir, [], paths["f32"])
+
+    out = tmp_path / "with"
+    got, _, _, info = write_ggufs(tiny_model_dir, out, "tiny", ["q4_k_m"], llama_cpp, calibration=examples)
+    assert info == {"file": "imatrix.npz", "tensors": len(values), "examples": 4, "columns": sum(v.size for v in values.values())}
+    assert sorted(np.load(out / "imatrix.npz").files) == sorted(values)
+    # the same quantization without the matrix gives other bytes: the quantizer used it
+    assert got[0].read_bytes() != paths["q4_k_m"].read_bytes()
+    assert got[0].stat().st_size == paths["q4_k_m"].stat().st_size  # same types, other scales
 
 
 @pytest.mark.slow

@@ -85,10 +85,12 @@ def test_report_has_every_row_in_range(quick):
     assert [results["rows"][k]["seed"] for k in ("grpo", "grpo_seed2", "grpo_seed3", "grpo_ref")] == [42, 43, 44, 42]
     assert set(results["rows"]["grpo_ref"]["weights"]) == {"json_valid", "entity_f1", "relation_f1"}
     assert "relation_f1" in results["rows"]["grpo"]["weights"] and "grounding" in results["rows"]["grpo"]["weights"]
-    # (b+) trained as many SFT steps as (b)'s seconds per step fit into (c)'s GRPO training time
-    sft, grpo, more = (results["rows"][k] for k in ("sft", "grpo", "sft_more"))
-    per_step = sft["timing"]["train_s"] / sft["steps"]
-    assert more["steps"] >= grpo["timing"]["train_s"] / per_step and more["steps"] % 4 == 0
+    # (b+) trained as many SFT steps as fit into (c)'s GRPO training time at the seconds per step measured before it
+    grpo, more = (results["rows"][k] for k in ("grpo", "sft_more"))
+    budget = json.loads((quick / "run" / "sft_more" / "budget.json").read_text())
+    assert budget["grpo_train_s"] == grpo["timing"]["train_s"] and budget["calibration_steps"] == 2
+    assert more["steps"] == budget["steps"] >= grpo["timing"]["train_s"] / budget["sft_s_per_step"] and more["steps"] % 4 == 0
+    assert not (quick / "run" / "sft_more" / "calibration").exists()
     # B minus A with its bootstrap interval, on the very predictions the rows report, on test and each condition
     assert set(results["significance"]) == {"test", *CONDITIONS} - {"empty"}
     for label, pairs in results["significance"].items():

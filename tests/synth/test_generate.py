@@ -20,6 +20,7 @@ from t2g.synth.generate import generate
 from t2g.synth.inventory import Inventory, type_key
 from t2g.task.schema import Graph, validate_graph
 from t2g.synth.sources import read_sources, text_id
+from t2g.synth.probe import PROBE_MAX_TOKENS, PROBE_TEXT
 from t2g.synth.teacher import candidate_spans, structured_request, verify_trace
 
 ENTS = ["person", "organization", "location"]
@@ -48,7 +49,8 @@ def good_graph(text: str) -> dict:
 
 def teacher_fake(overrides: dict | None = None, log: list | None = None):
     """Answers every request with good_graph(text), unless overrides[first word] gives an action
-    (an action list is played in order, the last repeated)."""
+    (an action list is played in order, the last repeated). `log` gets the first word of each row's
+    request (not of --structured=auto's probe)."""
     counts: dict[str, int] = {}
     lock = threading.Lock()
 
@@ -57,7 +59,7 @@ def teacher_fake(overrides: dict | None = None, log: list | None = None):
         key = text.split(" ")[0]
         with lock:
             n = counts[key] = counts.get(key, 0) + 1
-        if log is not None:
+        if log is not None and text != PROBE_TEXT:  # rows only; the probe has tests of its own
             log.append(key)
         actions = (overrides or {}).get(key)
         if actions:
@@ -249,7 +251,9 @@ def test_augmentation_and_the_request_sent(tmp_path):
     log: list = []
     with FakeServer(teacher_fake(log=log)) as srv:
         report = generate(config(tmp_path, srv.base_url, augment_copies=2, empty_target_prob=0.5, ground_spans=True))
-        body = srv.requests[0]
+        probe_body, body = srv.requests[:2]  # --structured=auto asks once, with the run's own request shape
+    assert request_text(probe_body) == PROBE_TEXT and probe_body["max_tokens"] == PROBE_MAX_TOKENS
+    assert "enum" in json.dumps(probe_body["response_format"]) and len(srv.requests) == 1 + 6
     assert report["examples_kept"] == 6 and report["rows_written"] == 18
     examples = assert_valid_output(tmp_path / "out.jsonl")
     assert sum("#aug" in ex.id for ex in examples) == 12
@@ -264,6 +268,8 @@ def test_augmentation_and_the_request_sent(tmp_path):
 def test_open_extraction_builds_a_merged_inventory(tmp_path):
     def script(body, headers):
         text = request_text(body)
+        if text == PROBE_TEXT:
+            return ("json", 200, chat_body("{}"))
         spelling = ["Person", "persons", "PERSON", "person", "Person", "person"][TEXTS.index(text)]
         ents = [{"text": n, "type": spelling} for n in re.findall(r"\b[A-Z][a-z]+\b", text)]
         if text.startswith("Alice"):
@@ -373,7 +379,7 @@ def test_server_dies_mid_run_then_restart_finishes_without_duplicates(tmp_path):
 
     with FakeServer(dying) as srv:
         holder["srv"] = srv
-        report = generate(config(tmp_path, srv.base_url, concurrency=1, retries=1))
+        report = generate(config(tmp_path, srv.base_url, concurrency=1, retries=1, structured="json_schema"))
     assert report["teacher"]["answered_now"] == 2 and report["failed_rows"] == 4
     first = teacher_ids(tmp_path)
     assert len(first) == 2 and len(lines(side(tmp_path, ".errors.jsonl"))) == 4
@@ -421,7 +427,8 @@ def test_a_dead_endpoint_stops_the_job_early_and_a_rerun_finishes(tmp_path):
     def name(i: int) -> str:
         return chr(65 + i % 26) + chr(97 + i // 26) + "lan"
     texts = [f"{name(i)} met {name(i + 30)} today." for i in range(30)]
-    cfg = dict(input=str(write_texts(tmp_path, texts)), concurrency=1, retries=0, max_consecutive_failures=3)
+    cfg = dict(input=str(write_texts(tmp_path, texts)), concurrency=1, retries=0, max_consecutive_failures=3,
+               structured="json_object")  # explicit: no probe, so every row meets the dead endpoint
     report = generate(config(tmp_path, f"http://127.0.0.1:{free_port()}/v1", **cfg))
     assert report["failed_rows"] == 3 and report["stopped_early"] == "teacher: stopped after 3 failures in a row; 27 rows not attempted"
     assert len(lines(side(tmp_path, ".errors.jsonl"))) == 3 and report["rows_written"] == 0
@@ -463,7 +470,7 @@ def test_cli_generate_flags_and_exit_status(tmp_path, capsys):
             cli_main(["generate", "--input", str(texts), "--output", str(tmp_path / "out.jsonl"),
                       "--base_url", srv.base_url, "--model", "teacher", "--entity_types", "person,location",
                       "--relation_types", "works for,located in", "--concurrency", "2", "--augment_copies", "0",
-                      "--progress", "False"])
+                      "--progress", "False", "--structured", "json_schema"])
     assert info.value.code == 1  # written, but one row failed: scripts must notice
     err = capsys.readouterr().err
     assert "1 rows failed" in err and "hint:" in err and "--structured=json_object" in err

@@ -33,14 +33,14 @@ def test_a_command_line_becomes_the_config_the_pipeline_reads(tmp_path):
     assert cfg.model == "123"  # a name, though Fire reads a number
     assert cfg.entity_types == ["person", "organization"] and cfg.relation_types == ["works for"]
     assert (cfg.concurrency, cfg.limit, cfg.progress, cfg.reasoning) == (2, 5, False, True)
-    assert cfg.structured == "json_schema" and cfg.reasoning_model is None
+    assert cfg.structured == "auto" and cfg.reasoning_model is None
 
 
 def test_wrong_flags_name_the_nearest_and_the_checks_still_run(tmp_path):
     required = {"input": "t.txt", "output": str(tmp_path / "o.jsonl"), "base_url": "http://127.0.0.1:9/v1", "model": "m"}
     with pytest.raises(FlagError, match="--concurency: did you mean --concurrency"):
         parse(GenerateConfig, {**required, "concurency": 2})
-    with pytest.raises(FlagError, match="--structured='xml' is not one of json_schema"):
+    with pytest.raises(FlagError, match="--structured='xml' is not one of auto, json_schema"):
         parse(GenerateConfig, {**required, "structured": "xml"})
     with pytest.raises(FlagError, match="missing --base_url, --model"):
         parse(GenerateConfig, {"input": "t.txt", "output": "o.jsonl"})

@@ -1,0 +1,53 @@
+"""(b+)'s budget in the quality benchmark (scripts/bench_quality.py): how many SFT steps fit into the
+time (c) trained, at SFT's speed measured just before (b+) trains."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from quality_stages import MORE_SFT_CHECKPOINTS, Sizes, _finished_stage, selected_sft, train_config
+from t2g.files import write_json_atomic
+
+# (b+)'s seconds per SFT step are measured on this many steps just before it trains, from (b)'s selected
+# checkpoint, on the same cores: (b)'s own training time is no measure, since anything else that ran beside
+# it (tests, other stages) slowed it.
+CALIBRATION_STEPS = 30  # or (b)'s own step count, when smaller (--quick)
+
+
+def more_sft_steps(out: Path, sizes: Sizes, seed: int, dtype: str, wait_s: int) -> dict:
+    """(b+)'s budget: as many SFT steps as fit into (c)'s first run's training wall time at the seconds per
+    step measured just before (CALIBRATION_STEPS, the trainer's own train_runtime), rounded up to whole
+    checkpoints. The honest control: a GRPO step costs many SFT steps, so (c) must beat SFT given the same
+    time, not SFT stopped early. Computed once; a resumed (b+) reads <out>/sft_more/budget.json."""
+    record = out / "sft_more" / "budget.json"
+    if record.is_file():
+        return json.loads(record.read_text())
+    grpo = _finished_stage(out, "grpo", wait_s)
+    n = min(CALIBRATION_STEPS, sizes.sft_steps)
+    per_step = _sft_seconds_per_step(out / "sft_more" / "calibration", sizes, seed, dtype, selected_sft(out, wait_s), n)
+    steps = -(-grpo["timing"]["train_s"] // per_step)
+    budget = {"steps": int(-(-steps // MORE_SFT_CHECKPOINTS) * MORE_SFT_CHECKPOINTS), "grpo_train_s": grpo["timing"]["train_s"],
+              "grpo_threads": grpo["timing"]["train_threads"], "sft_s_per_step": round(per_step, 3),
+              "calibration_steps": n, "threads": len(os.sched_getaffinity(0)),
+              "loadavg_1min": round(os.getloadavg()[0], 2)}
+    write_json_atomic(record, budget)
+    return budget
+
+
+def _sft_seconds_per_step(folder: Path, sizes: Sizes, seed: int, dtype: str, start: Path, n: int) -> float:
+    import shutil
+
+    from t2g.train import pipeline as train
+    from t2g.train.session import ensure_model
+
+    shutil.rmtree(folder, ignore_errors=True)  # a calibration cut off earlier starts over
+    cfg = train_config(folder, sizes, seed, "sft", None, dtype, more_sft_steps=n)
+    session = train.start(cfg)
+    ensure_model(session, adapter=start)
+    train.sft(session)
+    rows = json.loads((Path(session.run.dir) / "sft" / "log_history.json").read_text())
+    runtime = next(r["train_runtime"] for r in reversed(rows) if "train_runtime" in r)
+    shutil.rmtree(folder, ignore_errors=True)
+    return runtime / n
