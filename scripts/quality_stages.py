@@ -260,7 +260,8 @@ def train_only(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict 
                dtype: str, in_stage: bool, more_sft_steps: int = 0) -> tuple[Any, list[dict]]:
     """Train (or resume, or find finished) the stage's run in <folder>/run. Every invocation that trained
     appends its wall seconds, CPU seconds and core count to <folder>/training.json (in_stage=False: a
-    --train_only invocation, whose time the stage's wall time adds)."""
+    --train_only invocation, whose time the stage's wall time adds); one cut off, its time up to its last
+    checkpoint."""
     from t2g.train import pipeline as train
     from t2g.train.session import ensure_model
 
@@ -268,18 +269,37 @@ def train_only(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict 
     session = train.start(cfg)
     done = session.run.done(stage)
     trains = not (done and done["steps"] >= (cfg.sft_max_steps if stage == "sft" else cfg.grpo_max_steps))
+    record = folder / "training.json"
+    runs = _earlier_runs(record, Path(session.run.dir) / stage)
     started, cpu_started = time.perf_counter(), _cpu_seconds()
+    if trains:  # marked first: if this invocation is cut off, the next one credits its time (_earlier_runs)
+        write_json_atomic(record, {"runs": runs, "in_progress": {"wall_started": time.time(), "in_stage": in_stage,
+                                                                 "threads": len(os.sched_getaffinity(0))}})
     if trains and start_adapter is not None:  # GRPO and (b+) start from the selected SFT checkpoint, not a fresh LoRA
         ensure_model(session, adapter=start_adapter)
     getattr(train, stage)(session)  # when finished earlier, this only records the stage in the session
-    record = folder / "training.json"
-    runs = json.loads(record.read_text())["runs"] if record.is_file() else []
     if trains:
         runs.append({"train_s": round(time.perf_counter() - started, 1), "cpu_s": round(_cpu_seconds() - cpu_started, 1),
                      "threads": len(os.sched_getaffinity(0)), "in_stage": in_stage,
                      "loadavg_1min_end": round(os.getloadavg()[0], 2)})
         write_json_atomic(record, {"runs": runs})
     return session, runs
+
+
+def _earlier_runs(record: Path, stage_dir: Path) -> list[dict]:
+    """The training invocations recorded so far. One that was cut off is credited with its time up to its
+    last checkpoint (the newest file in it): what it trained after that is lost and trained again."""
+    if not record.is_file():
+        return []
+    data = json.loads(record.read_text())
+    runs, cut = data["runs"], data.get("in_progress")
+    if cut:
+        saved = [max(f.stat().st_mtime for f in ckpt.iterdir()) for ckpt in checkpoints(stage_dir)]
+        saved = [t for t in saved if t >= cut["wall_started"]]
+        runs.append({"train_s": round(max(saved) - cut["wall_started"], 1) if saved else 0.0, "cpu_s": None,
+                     "threads": cut["threads"], "in_stage": cut["in_stage"], "interrupted": True})
+        write_json_atomic(record, {"runs": runs})
+    return runs
 
 
 def _cpu_seconds() -> float:
@@ -312,9 +332,11 @@ def train_stage(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict
         **evaluate_test(gguf, folder, sizes),
         "parity": parity(best["checkpoint"], gguf, folder, sizes, base),
         "timing": {"train_s": round(sum(r["train_s"] for r in runs), 1),
-                   "train_cpu_s": round(sum(r.get("cpu_s", 0.0) for r in runs), 1) if all("cpu_s" in r for r in runs) else None,
+                   "train_cpu_s": round(sum(r["cpu_s"] for r in runs), 1) if all(r.get("cpu_s") for r in runs) else None,
+                   "interrupted_runs": sum(bool(r.get("interrupted")) for r in runs),
                    "train_threads": sorted({r["threads"] for r in runs}),
-                   "earlier_wall_s": round(sum(r["train_s"] for r in runs if not r["in_stage"]), 1),
+                   # this invocation's wall time is the stage's; --train_only ones and cut-off ones add theirs
+                   "earlier_wall_s": round(sum(r["train_s"] for r in runs if not r["in_stage"] or r.get("interrupted")), 1),
                    "select_s": round(select_s, 1)},
     }
 

