@@ -1,0 +1,142 @@
+"""Benchmark: what each GGUF quantization of a trained model costs in F1 and gives in speed, in one run.
+
+The model (a run directory, an adapter or an HF folder) is merged once and exported with t2g's
+exporter as each --quants type, and each k-quant also with an importance matrix measured on the
+task's own prompts (`--imatrix=task`, `t2g/export/imatrix.py`). Every GGUF is evaluated on the same
+sentences (CoNLL04 test by default: `t2g.eval.evaluate`, llama.cpp, greedy, batched), and compared
+with the reference quant (q8_0) by the paired bootstrap of `t2g compare`. Speed is generated tokens
+per second on --speed_limit sentences one at a time (the way a user extracts), measured in
+--rounds rounds whose order alternates, as a ratio to the reference in the same round.
+
+    python scripts/bench_quants.py --model RUN_DIR --out /tmp/quants    # resumable: a finished GGUF's evaluation is kept
+
+Needs llama-cpp-python and llama.cpp's converter (`t2g fetch-llama-cpp`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from t2g.flags import flag, run
+
+REPO = Path(__file__).resolve().parents[1]
+CONLL04 = REPO.parent / "shared" / "data" / "conll04"
+
+
+@dataclass
+class Flags:
+    """Benchmark: F1 and speed of each GGUF quantization of a trained model, against q8_0, in one run."""
+
+    model: str = flag(help="a training run, a LoRA adapter or an HF folder (an adapter is merged on its base)")
+    out: str = flag(help="output folder (GGUFs, evaluations, results.json); finished evaluations are kept")
+    data: str = flag(str(CONLL04 / "test.json"), "the evaluation sentences (any dataset t2g reads)")
+    limit: int = flag(0, "the first N sentences (0 = all)")
+    quants: tuple[str, ...] = flag(("q8_0", "q6_k", "q5_k_m", "q4_k_m"), "the GGUF types; the first is the reference")
+    imatrix_data: str = flag(str(CONLL04 / "train.json"), "the prompts the importance matrices are measured on")
+    imatrix_limit: int = flag(64, "examples of --imatrix_data measured")
+    speed_limit: int = flag(12, "sentences decoded one at a time for the speed")
+    rounds: int = flag(2, "speed rounds (alternating order)")
+    max_new_tokens: int = flag(320, "tokens generated per sentence at most")
+    base_model: str | None = flag(None, "the base model under an adapter (default: the one it records)")
+
+
+def _ggufs(flags: Flags, out: Path) -> dict[str, Path]:
+    """{label: GGUF}: each quant as exported, and each k-quant with the task's importance matrix."""
+    from t2g.data.load import load_examples
+    from t2g.export.gguf import CONVERTER_TYPES
+    from t2g.export.llama_cpp import find_llama_cpp
+    from t2g.export.merge import merge_to_hf
+    from t2g.export.pipeline import write_ggufs
+    from t2g.infer.resolve import resolve_model
+
+    labels = list(flags.quants) + [f"{q}+imatrix" for q in flags.quants if q not in CONVERTER_TYPES]
+    paths = {label: out / "ggufs" / label.replace("+", "-") / f"model-{label.split('+')[0]}.gguf" for label in labels}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    spec = resolve_model(flags.model, "hf", base_model=flags.base_model)
+    hf_dir = Path(spec.path)
+    if spec.adapter:
+        hf_dir = out / "merged"
+        if not (hf_dir / "config.json").is_file():
+            merge_to_hf(spec.path, spec.adapter, hf_dir, dtype="bf16")
+    lc = find_llama_cpp()
+    plain = [q for q in flags.quants if not paths[q].is_file()]
+    for q in plain:
+        write_ggufs(hf_dir, paths[q].parent, "model", [q], lc)
+    calibration = load_examples(flags.imatrix_data)[:flags.imatrix_limit]
+    for label in labels:
+        if "+" in label and not paths[label].is_file():
+            write_ggufs(hf_dir, paths[label].parent, "model", [label.split("+")[0]], lc, calibration=calibration)
+    return paths
+
+
+def bench(flags: Flags) -> dict:
+    from t2g.data.load import load_examples
+    from t2g.eval.compare import paired_bootstrap
+    from t2g.eval.evaluate import evaluate
+    from t2g.eval.predictions import read_predictions
+    from t2g.export.parity import run_side
+    from t2g.files import write_json_atomic
+
+    out = Path(flags.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ggufs = _ggufs(flags, out)
+    reference = flags.quants[0]
+    rows: dict[str, dict] = {}
+    for label, gguf in ggufs.items():
+        folder = out / "eval" / label.replace("+", "-")
+        if not (folder / "report.json").is_file():
+            print(f"bench: evaluating {label} ...", file=sys.stderr, flush=True)
+            evaluate(str(gguf), flags.data, str(folder), limit=flags.limit or None, runtime="llama.cpp",
+                     max_new_tokens=flags.max_new_tokens, batch_size=16, progress=False)
+        report = json.loads((folder / "report.json").read_text())
+        rows[label] = {"file_mb": round(gguf.stat().st_size / 2**20, 1), "n": report["n_examples"],
+                       "entity_f1": report["entity"]["f1"], "relation_f1": report["relation"]["f1"],
+                       "json_valid": report["json_valid_rate"]}
+    gold = load_examples(str(out / "eval" / reference / "gold.jsonl"))
+    ref_preds = read_predictions(out / "eval" / reference / "predictions.jsonl")
+    for label in rows:
+        if label != reference:
+            preds = read_predictions(out / "eval" / label.replace("+", "-") / "predictions.jsonl")
+            rel = paired_bootstrap(gold, ref_preds, preds, resamples=1000, seed=0)["relation"]
+            rows[label]["relation_vs_reference"] = {k: rel[k] for k in ("delta", "low", "high")}
+    speed_examples = load_examples(flags.data)[:flags.speed_limit]
+    threads = len(os.sched_getaffinity(0))
+    for r in range(flags.rounds):
+        order = list(ggufs) if r % 2 == 0 else list(reversed(ggufs))
+        measured = {}
+        for label in order:
+            side = run_side(str(ggufs[label]), "llama.cpp", speed_examples, max_new_tokens=flags.max_new_tokens,
+                            n_threads=threads, n_ctx=2048).report
+            measured[label] = side["tokens_per_second"]
+        for label, tps in measured.items():
+            rows[label].setdefault("tokens_per_second", []).append(tps)
+            rows[label].setdefault("speed_vs_reference", []).append(tps / measured[reference])
+    for row in rows.values():
+        row["speed_vs_reference_median"] = statistics.median(row["speed_vs_reference"])
+    result = {"model": flags.model, "data": flags.data, "reference": reference, "threads": threads,
+              "loadavg_1min": round(os.getloadavg()[0], 2), "rows": rows}
+    write_json_atomic(out / "results.json", result)
+    _print(result)
+    return result
+
+
+def _print(result: dict) -> None:
+    print(f"\n{result['model']}: GGUF types against {result['reference']} ({result['threads']} threads)")
+    print(f"{'GGUF':<16}{'MB':>7}{'entity F1':>11}{'relation F1':>13}{'vs ref, 95% interval':>26}{'JSON':>7}{'speed x':>9}")
+    for label, r in result["rows"].items():
+        d = r.get("relation_vs_reference")
+        diff = f"{100 * d['delta']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if d else "-"
+        print(f"{label:<16}{r['file_mb']:>7}{100 * r['entity_f1']:>11.1f}{100 * r['relation_f1']:>13.1f}{diff:>26}"
+              f"{100 * r['json_valid']:>7.1f}{r['speed_vs_reference_median']:>8.2f}x")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("UNSLOTH_AUTO_INSTALL", "0")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    run(Flags, bench, prog="bench_quants.py")

@@ -1,0 +1,42 @@
+"""scripts/bench_quants.py end to end on the tiny model: every quant exported (k-quants also with the
+task's importance matrix), evaluated on the same examples, compared with the reference by the paired
+bootstrap, timed in alternating rounds; a second invocation reuses the evaluations."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_quants_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
+    pytest.importorskip("llama_cpp")
+    import bench_quants
+    from t2g.flags import parse
+
+    flags = parse(bench_quants.Flags, {"model": str(tiny_model_dir), "out": str(tmp_path), "data": "examples",
+                                       "limit": 3, "quants": "q8_0,q4_k_m", "imatrix_data": "examples",
+                                       "imatrix_limit": 2, "speed_limit": 1, "rounds": 2, "max_new_tokens": 8})
+    result = bench_quants.bench(flags)
+    rows = result["rows"]
+    assert list(rows) == ["q8_0", "q4_k_m", "q4_k_m+imatrix"]
+    assert (tmp_path / "ggufs" / "q4_k_m-imatrix" / "imatrix.npz").is_file()
+    for label, row in rows.items():
+        assert row["n"] == 3 and 0 <= row["relation_f1"] <= 1 and len(row["speed_vs_reference"]) == 2, label
+    assert rows["q8_0"]["speed_vs_reference"] == [1.0, 1.0] and "relation_vs_reference" not in rows["q8_0"]
+    d = rows["q4_k_m+imatrix"]["relation_vs_reference"]
+    assert d["low"] <= d["delta"] <= d["high"]
+    assert json.loads((tmp_path / "results.json").read_text())["rows"] == rows
+    assert "q4_k_m+imatrix" in capsys.readouterr().out
+    # a second invocation keeps the GGUFs and evaluations (the files are not rewritten)
+    report = tmp_path / "eval" / "q4_k_m" / "report.json"
+    before = report.stat().st_mtime_ns
+    bench_quants.bench(flags)
+    assert report.stat().st_mtime_ns == before
