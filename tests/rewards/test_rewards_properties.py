@@ -123,7 +123,10 @@ def test_pathological_inputs_are_fast_even_uncapped(name):
 def test_a_valid_megabyte_graph_uncapped_is_scored_within_a_second():
     # Why the default cap exists: scoring 25,000 entities costs ~0.1-0.2 s of one core.
     completion = HUGE["valid_graph"]
+    start = time.perf_counter()
     assert json.loads(completion)  # really a valid graph
-    assert _check([completion], max_completion_chars=10 * MB) < 1.0
+    reading = time.perf_counter() - start
+    # relative to reading the JSON, timed here: a loaded machine slows both, a blowup would be 100x
+    assert _check([completion], max_completion_chars=10 * MB) < max(1.0, 50 * reading)
     values = rewards.REGISTRY["consistency"]([completion], text=[TEXT], entity_types=[ETYPES], relation_types=[RTYPES], graph=[GOLD])
     assert values[0] < -0.99  # 1 distinct entity repeated ~25,000 times

@@ -143,6 +143,12 @@ BIG_INPUTS = {
 }
 
 
+def _seconds(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
 @pytest.mark.parametrize("name", list(BIG_INPUTS))
 def test_parser_on_huge_and_deep_input(name):
     text = BIG_INPUTS[name]
@@ -150,7 +156,10 @@ def test_parser_on_huge_and_deep_input(name):
     result = parse_completion(text)
     elapsed = time.perf_counter() - start
     well_formed(result)
-    assert elapsed < 0.5, f"{name}: {elapsed:.3f} s"
+    # A valid megabyte graph costs what reading that much JSON costs (~0.1-0.3 s): its bound is relative to
+    # json.loads of the same text, timed here, so a loaded machine slows both; a blowup is 100x, not 2x.
+    bound = max(0.5, 30 * _seconds(json.loads, text)) if name == "1MB valid graph" else 0.5
+    assert elapsed < bound, f"{name}: {elapsed:.3f} s (bound {bound:.3f} s)"
     if name in ("1MB think", "deep in think"):
         assert result.ok  # braces in the reasoning do not confuse the parser
     if name == "1MB unterminated string":
