@@ -39,6 +39,8 @@ class Flags:
     quants: tuple[str, ...] = flag(("q8_0", "q6_k", "q5_k_m", "q4_k_m"), "the GGUF types; the first is the reference")
     imatrix_data: str = flag(str(CONLL04 / "train.json"), "the prompts the importance matrices are measured on")
     imatrix_limit: int = flag(64, "examples of --imatrix_data measured")
+    nll_data: str = flag(str(CONLL04 / "dev.json"), "the sentences whose gold answers' mean log-loss is measured")
+    nll_limit: int = flag(24, "sentences of --nll_data (teacher-forced through each GGUF, one thread)")
     speed_limit: int = flag(12, "sentences decoded one at a time for the speed")
     rounds: int = flag(2, "speed rounds (alternating order)")
     max_new_tokens: int = flag(320, "tokens generated per sentence at most")
@@ -105,9 +107,16 @@ def bench(flags: Flags) -> dict:
             preds = read_predictions(out / "eval" / label.replace("+", "-") / "predictions.jsonl")
             rel = paired_bootstrap(gold, ref_preds, preds, resamples=1000, seed=0)["relation"]
             rows[label]["relation_vs_reference"] = {k: rel[k] for k in ("delta", "low", "high")}
+    nll_examples = load_examples(flags.nll_data)[:flags.nll_limit]
+    for label, gguf in ggufs.items():
+        cached = out / "eval" / label.replace("+", "-") / "nll.json"
+        if not cached.is_file():
+            write_json_atomic(cached, answer_nll(gguf, nll_examples))
+        rows[label]["answer_nll"] = json.loads(cached.read_text())["mean_nll"]
     speed_examples = load_examples(flags.data)[:flags.speed_limit]
     threads = len(os.sched_getaffinity(0))
-    for r in range(flags.rounds):
+    earlier = _earlier_speed(out / "results.json", list(ggufs), flags.rounds)
+    for r in range(0 if earlier else flags.rounds):
         order = list(ggufs) if r % 2 == 0 else list(reversed(ggufs))
         measured = {}
         for label in order:
@@ -117,7 +126,9 @@ def bench(flags: Flags) -> dict:
         for label, tps in measured.items():
             rows[label].setdefault("tokens_per_second", []).append(tps)
             rows[label].setdefault("speed_vs_reference", []).append(tps / measured[reference])
-    for row in rows.values():
+    for label, row in rows.items():
+        if earlier:  # measured by an earlier invocation of this command (speed is not redone: it needs a quiet machine)
+            row.update(earlier[label])
         row["speed_vs_reference_median"] = statistics.median(row["speed_vs_reference"])
     result = {"model": flags.model, "data": flags.data, "reference": reference, "threads": threads,
               "loadavg_1min": round(os.getloadavg()[0], 2), "rows": rows}
@@ -126,14 +137,65 @@ def bench(flags: Flags) -> dict:
     return result
 
 
+def answer_nll(gguf: Path, examples) -> dict:
+    """Mean negative log-likelihood per token of the gold answers, teacher-forced after each prompt through
+    the GGUF: a low-noise measure of what quantization changed (greedy F1 moves only where a token flips)."""
+    import math
+
+    import numpy as np
+    from llama_cpp import Llama
+
+    from t2g.task.prompts import build_messages, render_target
+
+    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=1, logits_all=True, verbose=False)
+    total, n = 0.0, 0
+    try:
+        for ex in examples:
+            messages = build_messages(ex.text, ex.entity_types, ex.relation_types, ex.type_descriptions or None)
+            prompt = llm.tokenize(_chat(llm, messages, True).encode(), add_bos=False, special=True)
+            full = llm.tokenize(_chat(llm, messages + [{"role": "assistant", "content": render_target(ex.graph)}],
+                                      False).encode(), add_bos=False, special=True)
+            llm.reset()
+            llm.eval(full)
+            scores = np.asarray(llm.scores[:len(full)], dtype=np.float64)
+            for i in range(len(prompt), len(full)):
+                z = scores[i - 1] - scores[i - 1].max()
+                total -= z[full[i]] - math.log(np.exp(z).sum())
+                n += 1
+    finally:
+        llm.close()
+    return {"mean_nll": total / max(1, n), "tokens": n, "examples": len(examples)}
+
+
+def _chat(llm, messages: list[dict], generation_prompt: bool) -> str:
+    """The GGUF's own chat template (the one Ollama and t2g's llama.cpp runtime apply)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata["tokenizer.chat_template"]
+    formatter = Jinja2ChatFormatter(template, eos_token="", bos_token="", add_generation_prompt=generation_prompt)
+    return formatter(messages=messages).prompt
+
+
+def _earlier_speed(path: Path, labels: list[str], rounds: int) -> dict | None:
+    """Each GGUF's speed rounds from an earlier invocation's results.json, when it measured these GGUFs."""
+    if not path.is_file():
+        return None
+    rows = json.loads(path.read_text())["rows"]
+    if set(rows) != set(labels) or any(len(rows[k].get("speed_vs_reference", [])) < rounds for k in labels):
+        return None
+    return {k: {"tokens_per_second": rows[k]["tokens_per_second"], "speed_vs_reference": rows[k]["speed_vs_reference"]}
+            for k in labels}
+
+
 def _print(result: dict) -> None:
     print(f"\n{result['model']}: GGUF types against {result['reference']} ({result['threads']} threads)")
-    print(f"{'GGUF':<16}{'MB':>7}{'entity F1':>11}{'relation F1':>13}{'vs ref, 95% interval':>26}{'JSON':>7}{'speed x':>9}")
+    print(f"{'GGUF':<16}{'MB':>7}{'entity F1':>11}{'relation F1':>13}{'vs ref, 95% interval':>26}{'JSON':>7}"
+          f"{'answer NLL':>12}{'speed x':>9}")
     for label, r in result["rows"].items():
         d = r.get("relation_vs_reference")
         diff = f"{100 * d['delta']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if d else "-"
         print(f"{label:<16}{r['file_mb']:>7}{100 * r['entity_f1']:>11.1f}{100 * r['relation_f1']:>13.1f}{diff:>26}"
-              f"{100 * r['json_valid']:>7.1f}{r['speed_vs_reference_median']:>8.2f}x")
+              f"{100 * r['json_valid']:>7.1f}{r['answer_nll']:>12.4f}{r['speed_vs_reference_median']:>8.2f}x")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def test_bench_quants_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
 
     flags = parse(bench_quants.Flags, {"model": str(tiny_model_dir), "out": str(tmp_path), "data": "examples",
                                        "limit": 3, "quants": "q8_0,q4_k_m", "imatrix_data": "examples",
-                                       "imatrix_limit": 2, "speed_limit": 1, "rounds": 2, "max_new_tokens": 8})
+                                       "imatrix_limit": 2, "nll_data": "examples", "nll_limit": 2, "speed_limit": 1, "rounds": 2, "max_new_tokens": 8})
     result = bench_quants.bench(flags)
     rows = result["rows"]
     assert list(rows) == ["q8_0", "q4_k_m", "q4_k_m+imatrix"]
@@ -31,12 +31,13 @@ def test_bench_quants_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
     for label, row in rows.items():
         assert row["n"] == 3 and 0 <= row["relation_f1"] <= 1 and len(row["speed_vs_reference"]) == 2, label
     assert rows["q8_0"]["speed_vs_reference"] == [1.0, 1.0] and "relation_vs_reference" not in rows["q8_0"]
+    assert all(row["answer_nll"] > 0 for row in rows.values())
     d = rows["q4_k_m+imatrix"]["relation_vs_reference"]
     assert d["low"] <= d["delta"] <= d["high"]
     assert json.loads((tmp_path / "results.json").read_text())["rows"] == rows
     assert "q4_k_m+imatrix" in capsys.readouterr().out
-    # a second invocation keeps the GGUFs and evaluations (the files are not rewritten)
+    # a second invocation keeps the GGUFs, evaluations and speed rounds (the files are not rewritten)
     report = tmp_path / "eval" / "q4_k_m" / "report.json"
     before = report.stat().st_mtime_ns
-    bench_quants.bench(flags)
-    assert report.stat().st_mtime_ns == before
+    again = bench_quants.bench(flags)
+    assert report.stat().st_mtime_ns == before and again["rows"] == rows
