@@ -110,6 +110,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(proc: subprocess.Popen, port: int, timeout_s: float, output: Callable[[], str]) -> None:
+    """Until the server at `port` answers /v1/models; RuntimeError with the tail of its `output` when it
+    exits or does not answer within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}: {output()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not answer within {timeout_s} s")
+        time.sleep(0.2)
+
+
 def llama_server_available() -> bool:
     """llama-cpp-python with its server extra (the `llama` extra of the kit)."""
     return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("uvicorn") is not None
@@ -130,19 +148,7 @@ def llama_server(model: Path, n_ctx: int = 2048, startup_s: float = 60.0, n_thre
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OPENAI_API_KEY": ""})
     try:
-        deadline = time.monotonic() + startup_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama_cpp.server did not answer within {startup_s} s")
-            time.sleep(0.2)
+        wait_ready(proc, port, startup_s, lambda: proc.stderr.read())
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         proc.terminate()

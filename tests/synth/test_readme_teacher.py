@@ -15,13 +15,11 @@ import os
 import shlex
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from servers import free_port, llama_server_available
+from servers import free_port, llama_server_available, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 TEXTS = ["Jeff Bezos founded Amazon in Seattle.", "Satya Nadella works for Microsoft in Redmond."]
@@ -43,21 +41,6 @@ def readme_commands() -> tuple[list[str], list[str]]:
 def swap(argv: list[str], files: dict[str, str], port: str) -> list[str]:
     """The README's file names and port 8000 replaced by the test's own; nothing else changes."""
     return [files.get(t, t.replace(":8000/", f":{port}/") if t != "8000" else port) for t in argv]
-
-
-def wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve_gguf.py exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"serve_gguf.py did not answer within {timeout_s} s: {log.read_text()[-2000:]}")
 
 
 def test_readme_block_is_what_the_test_runs():
@@ -85,7 +68,7 @@ def test_readme_teacher_example_runs_with_the_default_structured(tmp_path, smoll
         proc = subprocess.Popen([sys.executable, *swap(serve[1:], files, port)], cwd=REPO, stdout=log_f,
                                 stderr=subprocess.STDOUT, env=env)
         try:
-            wait_ready(proc, int(port), log)
+            wait_ready(proc, int(port), 90.0, log.read_text)
             run = subprocess.run(gen_argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         finally:
             proc.terminate()
