@@ -17,11 +17,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # llama-cpp-python compiles llama.cpp. Its sdist (77 MB) is downloaded once and serves twice: the
   # build, and llama.cpp's GGUF converter unpacked from it below. The build skips the multimodal
   # library t2g never loads (-DLLAVA_BUILD=OFF; llama_cpp imports it only for image chat handlers)
-  # and uses every core. Extra CMAKE_ARGS (e.g. -DGGML_CUDA=on) are kept.
+  # and uses every core. Extra CMAKE_ARGS (e.g. -DGGML_CUDA=on) are kept. `--no-binary llama-cpp-python`,
+  # not `:all:`, which would also compile its build dependencies from source just to read its metadata.
   llama_version=$(sed -n 's/.*"llama-cpp-python\[server\]==\([0-9.]*\)".*/\1/p' pyproject.toml)
   sdist=".venv/.downloads/llama_cpp_python-${llama_version}.tar.gz"
   if [[ ",$extras," == *",llama,"* ]] && ! "$VPY" -c "import sys, llama_cpp; sys.exit(llama_cpp.__version__ != '$llama_version')" 2>/dev/null; then
-    [ -f "$sdist" ] || "$VPY" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==${llama_version}" -d .venv/.downloads
+    [ -f "$sdist" ] || "$VPY" -m pip download -q --no-deps --no-binary llama-cpp-python "llama-cpp-python==${llama_version}" -d .venv/.downloads
     CMAKE_ARGS="-DLLAVA_BUILD=OFF ${CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
       "$VPY" -m pip install -q "llama-cpp-python[server] @ file://$PWD/$sdist"
   fi

@@ -153,7 +153,7 @@ def export(flags: ExportFlags) -> None:
 class FetchLlamaCppFlags:
     """Unpack llama.cpp's GGUF converter from the llama-cpp-python source distribution (PyPI, not GitHub).
 
-    Without --sdist it runs `pip download --no-deps --no-binary :all: llama-cpp-python==VERSION` (~77 MB);
+    Without --sdist it runs `pip download --no-deps --no-binary llama-cpp-python llama-cpp-python==VERSION` (~77 MB);
     with --sdist it uses that .tar.gz. Nothing is compiled; an existing copy is kept unless --force.
     Example: t2g fetch-llama-cpp
     """

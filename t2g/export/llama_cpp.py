@@ -102,13 +102,15 @@ def find_llama_cpp(explicit: str | os.PathLike | None = None) -> LlamaCpp:
         + f". Get it from PyPI (no GitHub, nothing compiled) with `{fetch_command()}` (downloads the llama-cpp-python "
         f"{DEFAULT_SDIST_VERSION} source distribution from PyPI, ~77 MB, and unpacks the converter into "
         f"{default_fetch_dir()}), or point --llama_cpp / $T2G_LLAMA_CPP at a llama.cpp checkout. "
-        f"Manual equivalent: pip download --no-deps --no-binary :all: llama-cpp-python=={DEFAULT_SDIST_VERSION} -d DIR "
+        f"Manual equivalent: pip download --no-deps --no-binary llama-cpp-python llama-cpp-python=={DEFAULT_SDIST_VERSION} -d DIR "
         f"&& t2g fetch-llama-cpp --sdist DIR/llama_cpp_python-{DEFAULT_SDIST_VERSION}.tar.gz"
     )
 
 
 def _download_sdist(version: str, into: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+    # --no-binary for this package only: with :all: pip also builds the sdist's build dependencies
+    # (scikit-build-core and its own) from source to read its metadata, minutes instead of seconds.
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-python",
            f"llama-cpp-python=={version}", "-d", str(into)]
     print("running:", " ".join(cmd), file=sys.stderr)
     subprocess.run(cmd, check=True)
