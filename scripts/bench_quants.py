@@ -9,6 +9,9 @@ per second on --speed_limit sentences one at a time (the way a user extracts), m
 --rounds rounds whose order alternates, as a ratio to the reference in the same round.
 
     python scripts/bench_quants.py --model RUN_DIR --out /tmp/quants    # resumable: a finished GGUF's evaluation is kept
+    # or F1 first beside other work, then the speed alone on a quiet machine:
+    python scripts/bench_quants.py --model RUN_DIR --out /tmp/quants --rounds 0
+    python scripts/bench_quants.py --model RUN_DIR --out /tmp/quants --rounds 2
 
 Needs llama-cpp-python and llama.cpp's converter (`t2g fetch-llama-cpp`).
 """
@@ -42,7 +45,8 @@ class Flags:
     nll_data: str = flag(str(CONLL04 / "dev.json"), "the sentences whose gold answers' mean log-loss is measured")
     nll_limit: int = flag(24, "sentences of --nll_data (teacher-forced through each GGUF, one thread)")
     speed_limit: int = flag(12, "sentences decoded one at a time for the speed")
-    rounds: int = flag(2, "speed rounds (alternating order)")
+    rounds: int = flag(2, "speed rounds (alternating order); 0 = none now: F1 and log-loss can be measured beside "
+                          "other work, and a later invocation with rounds on a quiet machine adds the speed")
     max_new_tokens: int = flag(320, "tokens generated per sentence at most")
     base_model: str | None = flag(None, "the base model under an adapter (default: the one it records)")
 
@@ -129,7 +133,8 @@ def bench(flags: Flags) -> dict:
     for label, row in rows.items():
         if earlier:  # measured by an earlier invocation of this command (speed is not redone: it needs a quiet machine)
             row.update(earlier[label])
-        row["speed_vs_reference_median"] = statistics.median(row["speed_vs_reference"])
+        speeds = row.get("speed_vs_reference")
+        row["speed_vs_reference_median"] = statistics.median(speeds) if speeds else None
     result = {"model": flags.model, "data": flags.data, "reference": reference, "threads": threads,
               "loadavg_1min": round(os.getloadavg()[0], 2), "rows": rows}
     write_json_atomic(out / "results.json", result)
@@ -181,7 +186,7 @@ def _earlier_speed(path: Path, labels: list[str], rounds: int) -> dict | None:
     if not path.is_file():
         return None
     rows = json.loads(path.read_text())["rows"]
-    if set(rows) != set(labels) or any(len(rows[k].get("speed_vs_reference", [])) < rounds for k in labels):
+    if set(rows) != set(labels) or any(len(rows[k].get("speed_vs_reference") or []) < max(rounds, 1) for k in labels):
         return None
     return {k: {"tokens_per_second": rows[k]["tokens_per_second"], "speed_vs_reference": rows[k]["speed_vs_reference"]}
             for k in labels}
@@ -194,8 +199,9 @@ def _print(result: dict) -> None:
     for label, r in result["rows"].items():
         d = r.get("relation_vs_reference")
         diff = f"{100 * d['delta']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if d else "-"
+        speed = "-" if r["speed_vs_reference_median"] is None else f"{r['speed_vs_reference_median']:.2f}x"
         print(f"{label:<16}{r['file_mb']:>7}{100 * r['entity_f1']:>11.1f}{100 * r['relation_f1']:>13.1f}{diff:>26}"
-              f"{100 * r['json_valid']:>7.1f}{r['answer_nll']:>12.4f}{r['speed_vs_reference_median']:>8.2f}x")
+              f"{100 * r['json_valid']:>7.1f}{r['answer_nll']:>12.4f}{speed:>9}")
 
 
 if __name__ == "__main__":

@@ -21,10 +21,18 @@ def test_bench_quants_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
     import bench_quants
     from t2g.flags import parse
 
-    flags = parse(bench_quants.Flags, {"model": str(tiny_model_dir), "out": str(tmp_path), "data": "examples",
-                                       "limit": 3, "quants": "q8_0,q4_k_m", "imatrix_data": "examples",
-                                       "imatrix_limit": 2, "nll_data": "examples", "nll_limit": 2, "speed_limit": 1, "rounds": 2, "max_new_tokens": 8})
+    sizes = {"model": str(tiny_model_dir), "out": str(tmp_path), "data": "examples", "limit": 3, "quants": "q8_0,q4_k_m",
+             "imatrix_data": "examples", "imatrix_limit": 2, "nll_data": "examples", "nll_limit": 2, "speed_limit": 1,
+             "max_new_tokens": 8}
+    # --rounds 0: F1 and log-loss only (beside other work); the speed comes from a later invocation
+    first = bench_quants.bench(parse(bench_quants.Flags, {**sizes, "rounds": 0}))
+    assert all(row["speed_vs_reference_median"] is None and "speed_vs_reference" not in row for row in first["rows"].values())
+    assert "q4_k_m+imatrix" in capsys.readouterr().out
+    report = tmp_path / "eval" / "q4_k_m" / "report.json"
+    before = report.stat().st_mtime_ns
+    flags = parse(bench_quants.Flags, {**sizes, "rounds": 2})
     result = bench_quants.bench(flags)
+    assert report.stat().st_mtime_ns == before  # the evaluations were kept; only the speed was measured
     rows = result["rows"]
     assert list(rows) == ["q8_0", "q4_k_m", "q4_k_m+imatrix"]
     assert (tmp_path / "ggufs" / "q4_k_m-imatrix" / "imatrix.npz").is_file()
@@ -36,8 +44,8 @@ def test_bench_quants_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
     assert d["low"] <= d["delta"] <= d["high"]
     assert json.loads((tmp_path / "results.json").read_text())["rows"] == rows
     assert "q4_k_m+imatrix" in capsys.readouterr().out
-    # a second invocation keeps the GGUFs, evaluations and speed rounds (the files are not rewritten)
-    report = tmp_path / "eval" / "q4_k_m" / "report.json"
-    before = report.stat().st_mtime_ns
+    # a further invocation keeps the GGUFs, evaluations and speed rounds (the files are not rewritten), with
+    # --rounds as before or 0
     again = bench_quants.bench(flags)
     assert report.stat().st_mtime_ns == before and again["rows"] == rows
+    assert bench_quants.bench(parse(bench_quants.Flags, {**sizes, "rounds": 0}))["rows"] == rows
