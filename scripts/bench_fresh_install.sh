@@ -6,7 +6,7 @@
 #   2. bash scripts/smoke.sh       (timed: the main job, the idempotent setup check first)
 #   3. bash scripts/setup_env.sh   (timed again: must decide in seconds that nothing is missing)
 # Usage: bash scripts/bench_fresh_install.sh [DIR]   (DIR, default a new mktemp folder, must not exist
-# or be empty; it ends with the clone, the fresh HOME and the logs; ~3.5 GB).
+# or be empty; it ends with the clone, the fresh HOME and the logs; 4.7 GB here).
 # Run it on an otherwise idle machine: both cores compile and train. The machine's pip configuration
 # (indexes, find-links, /etc/pip.conf) is used as it is, as a new user's pip would.
 set -euo pipefail
