@@ -29,6 +29,7 @@ timed() {  # timed NAME LOG COMMAND...: run it with the fresh HOME, print its wa
 }
 start=$SECONDS
 timed "setup_env.sh" "$dir/setup.log" bash scripts/setup_env.sh
+grep -h "compiled in" "$dir/setup.log" | sed 's/^/bench_fresh_install: /' || true
 timed "smoke.sh" "$dir/smoke.log" bash scripts/smoke.sh
 total=$((SECONDS - start))
 again_start=$(date +%s%N)

