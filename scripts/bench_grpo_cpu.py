@@ -13,6 +13,7 @@ same prompts. The arms:
     shared_prefix     --shared_prefix=on: each group's prompt computed once in the loss
     auto_length       --max_completion_length=auto: the limit from the training targets
     dynamic_sampling  llama.cpp + --dynamic_sampling=2: groups that teach nothing replaced
+    spares            dynamic_sampling + --dynamic_sampling_spares=2: replacements sampled in the first pass
     all               all of the above
 
 Arms run in a fresh process each (peak memory is the process's), alternating: round 1 runs every arm,
@@ -45,7 +46,9 @@ ARMS = {
     "shared_prefix": {**BASE, "shared_prefix": "on"},
     "auto_length": {**BASE, "max_completion_length": "auto"},
     "dynamic_sampling": {**BASE, "rollout": "llama.cpp", "dynamic_sampling": 2},
-    "all": dict(rollout="llama.cpp", shared_prefix="on", dynamic_sampling=2, max_completion_length="auto"),
+    "spares": {**BASE, "rollout": "llama.cpp", "dynamic_sampling": 2, "dynamic_sampling_spares": 2},
+    "all": dict(rollout="llama.cpp", shared_prefix="on", dynamic_sampling=2, dynamic_sampling_spares=2,
+                max_completion_length="auto"),
 }
 
 
@@ -58,6 +61,8 @@ class Flags:
     steps: int = flag(3, "GRPO steps per arm and round")
     rounds: int = flag(2, "rounds (every arm once a round, in order; round r uses seed + r)")
     sft_steps: int = flag(24, "steps of the SFT that every arm starts from (trained once, reused)")
+    adapter: str = flag("", "start every arm from this SFT LoRA adapter instead (e.g. a quality-study checkpoint: "
+                        "a well-trained model solves more prompts outright, so it has more flat groups)")
     threads: int = flag(2, "cores every arm is pinned to")
     seed: int = flag(42, "the seed of round 0 (data order, sampling)")
     out: str = flag("/tmp/t2g-bench-grpo-cpu", "where the SFT adapter and each (arm, round) result are kept")
@@ -78,6 +83,10 @@ def peak_rss_mb() -> float:
 
 def sft_adapter(flags: Flags) -> Path:
     """The SFT adapter every arm starts from, trained on first use (in its own process, both cores)."""
+    if flags.adapter:
+        if not (Path(flags.adapter) / "adapter_config.json").is_file():
+            raise FlagError(f"--adapter={flags.adapter}: no adapter_config.json there; pass a LoRA adapter folder")
+        return Path(flags.adapter)
     folder = Path(flags.out) / "sft"
     adapter = folder / "run" / "sft" / "adapter"
     if not (folder / "run" / "sft" / "done.json").is_file():
@@ -138,6 +147,9 @@ def worker(out: str, arm: str, steps: int, threads: int, seed: int, sft: str) ->
         "arm": arm, "seed": seed, "step_s": timer.durations(), "completions_per_step": completions,
         "mean_length": [r.get("completions/mean_length") for r in logs.rows],
         "frac_reward_zero_std": [r["frac_reward_zero_std"] for r in logs.rows],
+        "sample_s": [r.get("rollout/sample_seconds") for r in logs.rows],
+        "flat_groups": [r.get("dynamic_sampling/flat_groups") for r in logs.rows],
+        "passes": [r.get("dynamic_sampling/passes") for r in logs.rows],
         "max_completion_length": cfg.max_completion_length, "peak_rss_mb": round(peak_rss_mb()),
         "rollout": json.loads((session.run.dir / "run.json").read_text()).get("grpo_rollout"),
     })
@@ -178,7 +190,8 @@ def bench(flags: Flags) -> list[dict]:
 
 def report(rows: list[dict], flags: Flags) -> str:
     base = rows[0]
-    lines = [f"\nGRPO on CPU: SmolLM2-135M-Instruct from a {flags.sft_steps}-step CoNLL04 SFT, 4 prompts x 4 "
+    start = f"the adapter {flags.adapter}" if flags.adapter else f"a {flags.sft_steps}-step CoNLL04 SFT"
+    lines = [f"\nGRPO on CPU: SmolLM2-135M-Instruct from {start}, 4 prompts x 4 "
              f"completions a step, {flags.rounds} round(s) x {flags.steps} step(s) an arm on {flags.threads} core(s); "
              f"ratios against {base['arm']} measured in this run.",
              f"{'arm':<17} {'limit':>5} {'s/step':>7} {'x':>5} {'tokens/s':>8} {'x':>5} {'informative/s':>13} {'x':>5} "

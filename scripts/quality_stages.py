@@ -211,6 +211,9 @@ def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: di
         # weight by about lr a step, so 16 x 2e-5 is about one SFT step's worth). 1e-4 at 0.7 moved the fourth
         # run's by +0.2 in 16 steps; kept for ten times the steps, with dev selection against damage.
         grpo_learning_rate=1e-4, temperature=0.7, beta=0.0,
+        # The study's dynamic sampling as its first GRPO seed ran it, before spare groups existed: every seed
+        # and reward scheme of one study trains on prompts chosen the same way.
+        dynamic_sampling=2, dynamic_sampling_spares=0,
         dtype=cpu.training_dtype() if dtype == "auto" else dtype,
         reward_weights=dict(weights or {}), output_dir=str(out_dir), run_name=f"bench-{stage}",
         save_steps=min(RESUME_EVERY, selection_every(sizes, stage, more_sft_steps)), save_total_limit=1000, sample_every=5, report_to=("none",), seed=seed,

@@ -138,6 +138,9 @@ class TrainConfig:
     dynamic_sampling: int = flag(2, "--rollout=llama.cpp: rounds in which groups whose completions all earn the same "
                                  "reward (they teach nothing) are replaced by fresh prompts, DAPO's dynamic sampling "
                                  "(0 = keep them)")
+    dynamic_sampling_spares: int = flag(0, "--rollout=llama.cpp: fresh groups sampled beside every batch in the same "
+                                        "pass, which replace its flat groups before any refill round (a refill "
+                                        "round is a whole extra sampling pass); unused spares are dropped (0 = none)")
     shared_prefix: str = flag("auto", "compute each group's shared prompt once in the loss (same log-probs and "
                               "gradients); auto: on wherever TRL's own trainer computes the loss (not under "
                               "unsloth on CUDA, which replaces it)", choices=("auto", "on", "off"))

@@ -9,18 +9,29 @@ the training data (a seeded, cycling order), up to `rounds` times; a fresh group
 only when its own rewards differ. TRL then scores the returned batch itself (the gold columns of a
 replaced row come back as extra fields, which TRL merges into that row's inputs before its rewards run).
 
+A refill round is a sampling pass of its own, and a pass costs about as long as its longest completion
+takes to decode however few sequences it holds: on a CPU two refill rounds of one group each cost
+nearly twice the first pass. `spares` fresh groups are therefore sampled in the first pass, beside the
+batch (one batched decode); flat groups are replaced from the informative spares first, and only what
+is still flat after that goes to the refill rounds. Unused spares are dropped (they were sampled by the
+current policy for this step only).
+
 Logged every generation batch: `dynamic_sampling/flat_groups` (the fraction of groups first sampled
-flat), `dynamic_sampling/replaced` (the fraction replaced) and `dynamic_sampling/still_flat`.
+flat), `dynamic_sampling/replaced` (the fraction replaced, by spares or refills),
+`dynamic_sampling/still_flat`, `dynamic_sampling/passes` (sampling passes: 1 + refill rounds run) and
+`rollout/sample_seconds` (the step's sampling time over all its passes).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import time
 from typing import Any, Callable, Sequence
 
 COLUMNS = ("prompt", "id", "text", "entity_types", "relation_types", "graph")  # t2g.train.session.grpo_rows
 FLAT = 1e-9  # rewards closer than this count as equal
+_SWAPPED = ("prompt_ids", "completion_ids", "logprobs")  # the per-completion fields a replaced group brings
 
 
 def _key(prompt: Any) -> str:
@@ -31,8 +42,13 @@ class DynamicSampling:
     """A TRL rollout_func wrapping another: `__call__(prompts, trainer)` as TRL calls it."""
 
     def __init__(self, rollout: Callable[[list, Any], dict], funcs: Sequence[Callable], weights: Sequence[float],
-                 rows: Sequence[dict], rounds: int, seed: int):
+                 rows: Sequence[dict], rounds: int, seed: int, spares: int = 0):
         self.rollout, self.funcs, self.weights, self.rounds = rollout, list(funcs), list(weights), rounds
+        self.spares = spares
+        # The wrapped rollout's own per-call timing would be averaged by TRL over the passes: the step's
+        # sum is logged here instead.
+        if hasattr(rollout, "log_timing"):
+            rollout.log_timing = False
         self.rows = {_key(r["prompt"]): r for r in rows}
         self.pool = list(self.rows.values())
         random.Random(seed).shuffle(self.pool)
@@ -41,9 +57,18 @@ class DynamicSampling:
     def __call__(self, prompts: list, trainer: Any) -> dict:
         group = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
         slots = [self.rows[_key(prompts[i])] for i in range(0, len(prompts), group)]
-        out = self.rollout(prompts, trainer)
-        flat = [k for k, r in enumerate(self.group_rewards(slots, out, group, trainer)) if _is_flat(r)]
-        first_flat, replaced = len(flat), 0
+        spares = self._draw(self.spares, {_key(r["prompt"]) for r in slots})
+        start = time.perf_counter()
+        both = self.rollout(list(prompts) + [r["prompt"] for r in spares for _ in range(group)], trainer)
+        out = {k: (v[:len(prompts)] if isinstance(v, list) else v) for k, v in both.items()}
+        spare_out = {k: both[k][len(prompts):] for k in _SWAPPED if both.get(k) is not None}
+        rewards = self.group_rewards(slots + spares, both, group, trainer)
+        flat = [k for k in range(len(slots)) if _is_flat(rewards[k])]
+        first_flat, replaced, passes = len(flat), 0, 1
+        informative = [k for k in range(len(spares)) if not _is_flat(rewards[len(slots) + k])]
+        while flat and informative:
+            self._swap(out, flat.pop(0), spare_out, informative.pop(0), group, slots, spares)
+            replaced += 1
         for _ in range(self.rounds):
             if not flat:
                 break
@@ -51,21 +76,31 @@ class DynamicSampling:
             if not fresh:
                 break
             new = self.rollout([r["prompt"] for r in fresh for _ in range(group)], trainer)
+            passes += 1
             new_rewards = self.group_rewards(fresh, new, group, trainer)
             still = []
             for k, slot in enumerate(flat):
                 if k >= len(fresh) or _is_flat(new_rewards[k]):  # the pool ran short, or this one teaches nothing either
                     still.append(slot)
                     continue
-                slots[slot] = fresh[k]
-                for name in ("prompt_ids", "completion_ids", "logprobs"):
-                    if out.get(name) is not None:
-                        out[name][slot * group:(slot + 1) * group] = new[name][k * group:(k + 1) * group]
+                self._swap(out, slot, new, k, group, slots, fresh)
                 replaced += 1
             flat = still
-        self._log(trainer, first_flat, replaced, len(flat), len(slots))
+        self._log(trainer, {"dynamic_sampling/flat_groups": first_flat / max(1, len(slots)),
+                            "dynamic_sampling/replaced": replaced / max(1, len(slots)),
+                            "dynamic_sampling/still_flat": len(flat) / max(1, len(slots)),
+                            "dynamic_sampling/passes": passes,
+                            "rollout/sample_seconds": time.perf_counter() - start})
         out.update({c: [r[c] for r in slots for _ in range(group)] for c in COLUMNS})
         return out
+
+    @staticmethod
+    def _swap(out: dict, slot: int, source: dict, k: int, group: int, slots: list, rows: Sequence[dict]) -> None:
+        """Group `k` of `source` (sampled for `rows[k]`) takes the place of the batch's flat group `slot`."""
+        slots[slot] = rows[k]
+        for name in _SWAPPED:
+            if out.get(name) is not None:
+                out[name][slot * group:(slot + 1) * group] = source[name][k * group:(k + 1) * group]
 
     def group_rewards(self, rows: Sequence[dict], out: dict, group: int, trainer: Any) -> list[list[float]]:
         """Each group's weighted rewards, as GRPO will compute them (the same functions and weights)."""
@@ -95,13 +130,13 @@ class DynamicSampling:
         return picked
 
     @staticmethod
-    def _log(trainer: Any, first_flat: int, replaced: int, still: int, groups: int) -> None:
+    def _log(trainer: Any, values: dict[str, float]) -> None:
         metrics = getattr(trainer, "_metrics", None)
         if metrics is None:
             return
         mode = "train" if trainer.model.training else "eval"
-        for name, value in (("flat_groups", first_flat), ("replaced", replaced), ("still_flat", still)):
-            metrics[mode][f"dynamic_sampling/{name}"].append(value / max(1, groups))
+        for name, value in values.items():
+            metrics[mode][name].append(value)
 
 
 def _is_flat(rewards: Sequence[float]) -> bool:

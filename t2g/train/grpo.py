@@ -122,10 +122,11 @@ def _rollout_func(session: Session, rows: list[dict]):
     threads = cfg.rollout_threads or len(os.sched_getaffinity(0))
     # The base model's f32 GGUF (converted once per run) plus the current LoRA as a llama.cpp adapter.
     rollout = LlamaCppRollout(session.model_name, run.stage_dir("grpo") / "rollout", n_threads=threads, seed=cfg.seed)
-    if not cfg.dynamic_sampling:
+    if not cfg.dynamic_sampling and not cfg.dynamic_sampling_spares:
         return rollout, rollout
     funcs, weights = build_rewards(cfg, session.tokenizer)
-    return DynamicSampling(rollout, funcs, weights, rows, rounds=cfg.dynamic_sampling, seed=cfg.seed), rollout
+    return DynamicSampling(rollout, funcs, weights, rows, rounds=cfg.dynamic_sampling, seed=cfg.seed,
+                           spares=cfg.dynamic_sampling_spares), rollout
 
 
 def run_grpo(session: Session) -> dict:

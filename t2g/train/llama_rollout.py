@@ -84,6 +84,7 @@ class LlamaCppRollout:
         self.tokenizer_checked = False
         self._calls: tuple[int, int] = (-1, 0)  # (global_step, calls at that step): one seed per call
         self.timings: dict[str, list[float]] = {"sync": [], "sample": []}
+        self.log_timing = True  # off under DynamicSampling, which logs the step's sum over its passes
 
     # --- TRL's hook ---------------------------------------------------------------------------------
 
@@ -92,7 +93,8 @@ class LlamaCppRollout:
         group = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
         prompt_ids = self.prompt_ids(prompts, trainer, group)
         completion_ids, logprobs = self.sample(prompt_ids[::group], group, **self.settings(trainer))
-        _log(trainer, "rollout/sample_seconds", self.timings["sample"][-1])
+        if self.log_timing:
+            _log(trainer, "rollout/sample_seconds", self.timings["sample"][-1])
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
 
     def maybe_sync(self, trainer: Any) -> None:

@@ -71,6 +71,8 @@ def problems(cfg: Any, cuda_available: Callable[[], bool]) -> list[str]:
         out.append(f"--rollout_threads={cfg.rollout_threads} must be >= 0 (0 = every core this process may use)")
     if cfg.dynamic_sampling < 0:
         out.append(f"--dynamic_sampling={cfg.dynamic_sampling} must be >= 0 (0 = keep every group)")
+    if cfg.dynamic_sampling_spares < 0:
+        out.append(f"--dynamic_sampling_spares={cfg.dynamic_sampling_spares} must be >= 0 (0 = no spare groups)")
     if cfg.top_k < 0:
         out.append(f"--top_k={cfg.top_k} must be >= 0 (0 = all tokens)")
     if not 0.0 <= cfg.min_p < 1.0:

@@ -121,6 +121,35 @@ def test_dynamic_sampling_keeps_a_flat_group_when_nothing_better_is_found():
     assert out["id"] == ["r0"] * 4 and trainer._metrics["train"]["dynamic_sampling/still_flat"] == [1.0]
 
 
+def test_spare_groups_replace_flat_ones_in_the_first_pass_without_a_refill_pass():
+    rows = _rows(8)
+    rollout = FakeRollout(flat={"p0", "p1"})
+    sampler = DynamicSampling(rollout, [_reward], [1.0], rows, rounds=2, seed=0, spares=3)
+    trainer = _trainer()
+    out = sampler([r["prompt"] for r in rows[:2] for _ in range(4)], trainer)
+    assert len(rollout.calls) == 1 and len(rollout.calls[0]) == 2 + 3  # the batch and its spares, one pass
+    spare_ids = {f"r{c[1:]}" for c in rollout.calls[0][2:]}
+    assert set(out["id"]) <= spare_ids and len(out["id"]) == 8 and len(set(out["id"])) == 2  # both flat slots replaced
+    assert out["completion_ids"] == [[0], [1], [2], [3]] * 2 and len(out["prompt_ids"]) == len(out["logprobs"]) == 8
+    metrics = trainer._metrics["train"]
+    assert metrics["dynamic_sampling/replaced"] == [1.0] and metrics["dynamic_sampling/passes"] == [1]
+    assert len(metrics["rollout/sample_seconds"]) == 1
+
+
+def test_flat_spares_are_not_used_and_the_refill_rounds_take_over():
+    rows = _rows(8)
+    rollout = FakeRollout(flat={"p0"})
+    sampler = DynamicSampling(rollout, [_reward], [1.0], rows, rounds=1, seed=0, spares=1)
+    spare = next(r for r in sampler.pool if r["id"] != "r0")
+    rollout.flat.add(spare["prompt"][0]["content"])  # the spare is flat too: a refill pass must replace slot 0
+    trainer = _trainer()
+    out = sampler([rows[0]["prompt"]] * 4, trainer)
+    assert len(rollout.calls) == 2 and rollout.calls[0] == ["p0", spare["prompt"][0]["content"]]
+    assert out["id"][0] not in ("r0", spare["id"]) and out["completion_ids"][:4] == [[0], [1], [2], [3]]
+    metrics = trainer._metrics["train"]
+    assert metrics["dynamic_sampling/passes"] == [2] and metrics["dynamic_sampling/still_flat"] == [0.0]
+
+
 def test_auto_completion_limit_comes_from_the_targets(tiny_model_dir):
     from transformers import AutoTokenizer
 

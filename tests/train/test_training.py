@@ -118,6 +118,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_ex
     args = tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf", "--stages=sft,grpo", f"--rollout={rollout}")
     if rollout == "llama.cpp":  # a LoRA adapter cannot carry a fully trained lm_head
         args = [a.replace(",lm_head", "") if a.startswith("--lora_target_modules=") else a for a in args]
+        args.append("--dynamic_sampling_spares=1")
     run_recipe_ok(*args)  # stops at GRPO step 2 (a checkpoint every step)
     proc = run_recipe_ok(*args, "--grpo_max_steps=4", "--resume")
     assert "sft: already finished (8 steps); skipping" in proc.stderr
@@ -137,6 +138,8 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_ex
         left = sorted(p.name for p in (out / "grpo" / "rollout").iterdir())
         assert left and all(name.endswith(".gguf") and "adapter" not in name for name in left), left
         assert any("dynamic_sampling/flat_groups" in row for row in history)
+        assert all(row["dynamic_sampling/passes"] >= 1 for row in history if "dynamic_sampling/passes" in row)
+        assert any("dynamic_sampling/passes" in row for row in history)
 
 
 @pytest.mark.slow
