@@ -14,7 +14,8 @@ same prompts. The arms:
     auto_length       --max_completion_length=auto: the limit from the training targets
     dynamic_sampling  llama.cpp + --dynamic_sampling=2: groups that teach nothing replaced
     spares            dynamic_sampling + --dynamic_sampling_spares=2: replacements sampled in the first pass
-    all               all of the above
+    all               all of the above but spares (the defaults)
+    all_spares        all of the above
 
 Arms run in a fresh process each (peak memory is the process's), alternating: round 1 runs every arm,
 then round 2 again (seed + 1), so that a machine that slows or speeds up over the run weighs on every
@@ -47,8 +48,9 @@ ARMS = {
     "auto_length": {**BASE, "max_completion_length": "auto"},
     "dynamic_sampling": {**BASE, "rollout": "llama.cpp", "dynamic_sampling": 2},
     "spares": {**BASE, "rollout": "llama.cpp", "dynamic_sampling": 2, "dynamic_sampling_spares": 2},
-    "all": dict(rollout="llama.cpp", shared_prefix="on", dynamic_sampling=2, dynamic_sampling_spares=2,
-                max_completion_length="auto"),
+    "all": dict(rollout="llama.cpp", shared_prefix="on", dynamic_sampling=2, max_completion_length="auto"),
+    "all_spares": dict(rollout="llama.cpp", shared_prefix="on", dynamic_sampling=2, dynamic_sampling_spares=2,
+                       max_completion_length="auto"),
 }
 
 

@@ -139,8 +139,10 @@ class TrainConfig:
                                  "reward (they teach nothing) are replaced by fresh prompts, DAPO's dynamic sampling "
                                  "(0 = keep them)")
     dynamic_sampling_spares: int = flag(0, "--rollout=llama.cpp: fresh groups sampled beside every batch in the same "
-                                        "pass, which replace its flat groups before any refill round (a refill "
-                                        "round is a whole extra sampling pass); unused spares are dropped (0 = none)")
+                                        "pass, which replace its flat groups before any refill round; unused spares "
+                                        "are dropped. For engines whose pass costs about the same however many "
+                                        "sequences it holds; on a 2-core CPU 2 spares gained nothing "
+                                        "(scripts/bench_grpo_cpu.py) (0 = none)")
     shared_prefix: str = flag("auto", "compute each group's shared prompt once in the loss (same log-probs and "
                               "gradients); auto: on wherever TRL's own trainer computes the loss (not under "
                               "unsloth on CUDA, which replaces it)", choices=("auto", "on", "off"))
