@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from quality_stages import MORE_SFT_CHECKPOINTS, Sizes, _finished_stage, selected_sft, train_config
+from quality_stages import Sizes, _finished_stage, more_sft_checkpoints, selected_sft, train_config
 from t2g.files import write_json_atomic
 
 # (b+)'s seconds per SFT step are measured on this many steps just before it trains, from (b)'s selected
@@ -28,7 +28,8 @@ def more_sft_steps(out: Path, sizes: Sizes, seed: int, dtype: str, wait_s: int) 
     n = min(CALIBRATION_STEPS, sizes.sft_steps)
     per_step = _sft_seconds_per_step(out / "sft_more" / "calibration", sizes, seed, dtype, selected_sft(out, wait_s), n)
     steps = -(-grpo["timing"]["train_s"] // per_step)
-    budget = {"steps": int(-(-steps // MORE_SFT_CHECKPOINTS) * MORE_SFT_CHECKPOINTS), "grpo_train_s": grpo["timing"]["train_s"],
+    k = more_sft_checkpoints(sizes)
+    budget = {"steps": int(-(-steps // k) * k), "grpo_train_s": grpo["timing"]["train_s"],
               "grpo_threads": grpo["timing"]["train_threads"], "sft_s_per_step": round(per_step, 3),
               "calibration_steps": n, "threads": len(os.sched_getaffinity(0)),
               "loadavg_1min": round(os.getloadavg()[0], 2)}

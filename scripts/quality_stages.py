@@ -37,7 +37,11 @@ ROW_LABEL = {"base": "(a) base, zero-shot", "sft": "(b) SFT", "sft_more": "(b+) 
              "grpo_ref": "(d) SFT + GRPO, reference rewards"}
 # (b+) continues SFT from (b)'s selected checkpoint at GRPO's learning rate, dev-selected like (c).
 MORE_SFT_LR = 1e-4
-MORE_SFT_CHECKPOINTS = 4  # dev-selection candidates, as (c) has (grpo_steps / grpo_select_every)
+
+
+def more_sft_checkpoints(sizes: "Sizes") -> int:
+    """(b+)'s dev-selection candidates: as many as (c) has (4 in the full run, 1 under --quick)."""
+    return max(1, sizes.grpo_steps // sizes.grpo_select_every)
 
 
 class BenchError(RuntimeError):
@@ -232,7 +236,7 @@ RESUME_EVERY = 10
 def selection_every(sizes: Sizes, stage: str, more_sft_steps: int = 0) -> int:
     """Steps between dev-selection candidates; (b+) is checkpointed as many times as (c) is."""
     if more_sft_steps:
-        return max(1, more_sft_steps // MORE_SFT_CHECKPOINTS)
+        return max(1, more_sft_steps // more_sft_checkpoints(sizes))
     return sizes.select_every if stage == "sft" else sizes.grpo_select_every
 
 
