@@ -9,17 +9,18 @@ the training data (a seeded, cycling order), up to `rounds` times; a fresh group
 only when its own rewards differ. TRL then scores the returned batch itself (the gold columns of a
 replaced row come back as extra fields, which TRL merges into that row's inputs before its rewards run).
 
-A refill round is a sampling pass of its own, and a pass costs about as long as its longest completion
-takes to decode however few sequences it holds: on a CPU two refill rounds of one group each cost
-nearly twice the first pass. `spares` fresh groups are therefore sampled in the first pass, beside the
-batch (one batched decode); flat groups are replaced from the informative spares first, and only what
-is still flat after that goes to the refill rounds. Unused spares are dropped (they were sampled by the
-current policy for this step only).
+Each refill round is a sampling pass of its own. `spares` fresh groups can instead be sampled in the
+first pass, beside the batch: flat groups are replaced from the informative spares first, and only what
+is still flat after that goes to the refill rounds; unused spares are dropped (they were sampled by the
+current policy for this step only). That pays where a pass costs about the same however many sequences
+it holds. On a 2-core CPU it did not: llama.cpp's pass costs in proportion to the tokens it decodes, and
+the spares are decoded every step, needed or not (`scripts/bench_grpo_cpu.py`, docs/results.md), so the
+default is none.
 
 Logged every generation batch: `dynamic_sampling/flat_groups` (the fraction of groups first sampled
 flat), `dynamic_sampling/replaced` (the fraction replaced, by spares or refills),
 `dynamic_sampling/still_flat`, `dynamic_sampling/passes` (sampling passes: 1 + refill rounds run) and
-`rollout/sample_seconds` (the step's sampling time over all its passes).
+`rollout/sample_seconds` (the step's sampling time, summed over its passes).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class DynamicSampling:
         spares = self._draw(self.spares, {_key(r["prompt"]) for r in slots})
         start = time.perf_counter()
         both = self.rollout(list(prompts) + [r["prompt"] for r in spares for _ in range(group)], trainer)
+        sampling = time.perf_counter() - start
         out = {k: (v[:len(prompts)] if isinstance(v, list) else v) for k, v in both.items()}
         spare_out = {k: both[k][len(prompts):] for k in _SWAPPED if both.get(k) is not None}
         rewards = self.group_rewards(slots + spares, both, group, trainer)
@@ -75,7 +77,9 @@ class DynamicSampling:
             fresh = self._draw(len(flat), {_key(r["prompt"]) for r in slots})
             if not fresh:
                 break
+            start = time.perf_counter()
             new = self.rollout([r["prompt"] for r in fresh for _ in range(group)], trainer)
+            sampling += time.perf_counter() - start
             passes += 1
             new_rewards = self.group_rewards(fresh, new, group, trainer)
             still = []
@@ -90,7 +94,7 @@ class DynamicSampling:
                             "dynamic_sampling/replaced": replaced / max(1, len(slots)),
                             "dynamic_sampling/still_flat": len(flat) / max(1, len(slots)),
                             "dynamic_sampling/passes": passes,
-                            "rollout/sample_seconds": time.perf_counter() - start})
+                            "rollout/sample_seconds": sampling})
         out.update({c: [r[c] for r in slots for _ in range(group)] for c in COLUMNS})
         return out
 
