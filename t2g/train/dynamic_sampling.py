@@ -19,15 +19,14 @@ default is none.
 
 Logged every generation batch: `dynamic_sampling/flat_groups` (the fraction of groups first sampled
 flat), `dynamic_sampling/replaced` (the fraction replaced, by spares or refills),
-`dynamic_sampling/still_flat`, `dynamic_sampling/passes` (sampling passes: 1 + refill rounds run) and
-`rollout/sample_seconds` (the step's sampling time, summed over its passes).
+`dynamic_sampling/still_flat` and `dynamic_sampling/passes` (sampling passes: 1 + refill rounds run;
+the rollout logs `rollout/sample_seconds` summed over them).
 """
 
 from __future__ import annotations
 
 import json
 import random
-import time
 from typing import Any, Callable, Sequence
 
 COLUMNS = ("prompt", "id", "text", "entity_types", "relation_types", "graph")  # t2g.train.session.grpo_rows
@@ -46,10 +45,6 @@ class DynamicSampling:
                  rows: Sequence[dict], rounds: int, seed: int, spares: int = 0):
         self.rollout, self.funcs, self.weights, self.rounds = rollout, list(funcs), list(weights), rounds
         self.spares = spares
-        # The wrapped rollout's own per-call timing would be averaged by TRL over the passes: the step's
-        # sum is logged here instead.
-        if hasattr(rollout, "log_timing"):
-            rollout.log_timing = False
         self.rows = {_key(r["prompt"]): r for r in rows}
         self.pool = list(self.rows.values())
         random.Random(seed).shuffle(self.pool)
@@ -59,9 +54,7 @@ class DynamicSampling:
         group = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
         slots = [self.rows[_key(prompts[i])] for i in range(0, len(prompts), group)]
         spares = self._draw(self.spares, {_key(r["prompt"]) for r in slots})
-        start = time.perf_counter()
         both = self.rollout(list(prompts) + [r["prompt"] for r in spares for _ in range(group)], trainer)
-        sampling = time.perf_counter() - start
         out = {k: (v[:len(prompts)] if isinstance(v, list) else v) for k, v in both.items()}
         spare_out = {k: both[k][len(prompts):] for k in _SWAPPED if both.get(k) is not None}
         rewards = self.group_rewards(slots + spares, both, group, trainer)
@@ -77,9 +70,7 @@ class DynamicSampling:
             fresh = self._draw(len(flat), {_key(r["prompt"]) for r in slots})
             if not fresh:
                 break
-            start = time.perf_counter()
             new = self.rollout([r["prompt"] for r in fresh for _ in range(group)], trainer)
-            sampling += time.perf_counter() - start
             passes += 1
             new_rewards = self.group_rewards(fresh, new, group, trainer)
             still = []
@@ -93,8 +84,7 @@ class DynamicSampling:
         self._log(trainer, {"dynamic_sampling/flat_groups": first_flat / max(1, len(slots)),
                             "dynamic_sampling/replaced": replaced / max(1, len(slots)),
                             "dynamic_sampling/still_flat": len(flat) / max(1, len(slots)),
-                            "dynamic_sampling/passes": passes,
-                            "rollout/sample_seconds": sampling})
+                            "dynamic_sampling/passes": passes})
         out.update({c: [r[c] for r in slots for _ in range(group)] for c in COLUMNS})
         return out
 

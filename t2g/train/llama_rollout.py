@@ -84,7 +84,6 @@ class LlamaCppRollout:
         self.tokenizer_checked = False
         self._calls: tuple[int, int] = (-1, 0)  # (global_step, calls at that step): one seed per call
         self.timings: dict[str, list[float]] = {"sync": [], "sample": []}
-        self.log_timing = True  # off under DynamicSampling, which logs the step's sum over its passes
 
     # --- TRL's hook ---------------------------------------------------------------------------------
 
@@ -93,8 +92,9 @@ class LlamaCppRollout:
         group = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
         prompt_ids = self.prompt_ids(prompts, trainer, group)
         completion_ids, logprobs = self.sample(prompt_ids[::group], group, **self.settings(trainer))
-        if self.log_timing:
-            _log(trainer, "rollout/sample_seconds", self.timings["sample"][-1])
+        # One value a step, summed over its calls (dynamic sampling's refill passes call again within a
+        # step): TRL averages a step's entries, which would show one pass's time.
+        _log(trainer, "rollout/sample_seconds", self.timings["sample"][-1], add_to_last=self._calls[1] > 0)
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": logprobs}
 
     def maybe_sync(self, trainer: Any) -> None:
@@ -280,7 +280,11 @@ def _template(trainer: Any, prompts: Sequence[Any], tokenize: bool) -> list:
     return out["input_ids"] if tokenize else out
 
 
-def _log(trainer: Any, name: str, value: float) -> None:
+def _log(trainer: Any, name: str, value: float, add_to_last: bool = False) -> None:
     metrics = getattr(trainer, "_metrics", None)
     if metrics is not None:
-        metrics["train" if trainer.model.training else "eval"][name].append(value)
+        values = metrics["train" if trainer.model.training else "eval"][name]
+        if add_to_last and values:
+            values[-1] += value
+        else:
+            values.append(value)
