@@ -1,8 +1,9 @@
 """Benchmark: what each GGUF quantization of a trained model costs in F1 and gives in speed, in one run.
 
 The model (a run directory, an adapter or an HF folder) is merged once and exported with t2g's
-exporter as each --quants type, and each k-quant also with an importance matrix measured on the
-task's own prompts (`--imatrix=task`, `t2g/export/imatrix.py`). Every GGUF is evaluated on the same
+exporter as each --quants type, each k-quant also with an importance matrix measured on the
+task's own prompts (`--imatrix=task`, `t2g/export/imatrix.py`), and each k-quant with each
+--tensor_types mix (`t2g export --tensor_types`: some tensors at a higher precision). Every GGUF is evaluated on the same
 sentences (CoNLL04 test by default: `t2g.eval.evaluate`, llama.cpp, greedy, batched), and compared
 with the reference quant (q8_0) by the paired bootstrap of `t2g compare`. Speed is generated tokens
 per second on --speed_limit sentences one at a time (the way a user extracts), measured in
@@ -12,6 +13,9 @@ per second on --speed_limit sentences one at a time (the way a user extracts), m
     # or F1 first beside other work, then the speed alone on a quiet machine:
     python scripts/bench_quants.py --model RUN_DIR --out /tmp/quants --rounds 0
     python scripts/bench_quants.py --model RUN_DIR --out /tmp/quants --rounds 2
+    # 4-bit with some tensors kept at 8 bits, each mix a label of its own (q4_k_m+ffn_down=q8_0 ...):
+    python scripts/bench_quants.py --model RUN_DIR --out /tmp/quants --quants q8_0,q4_k_m --imatrix=false \
+        --tensor_types='["ffn_down=q8_0", "ffn_down=q8_0,attn_v=q8_0"]'
 
 Needs llama-cpp-python and llama.cpp's converter (`t2g fetch-llama-cpp`).
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import sys
 from dataclasses import dataclass
@@ -40,6 +45,9 @@ class Flags:
     data: str = flag(str(CONLL04 / "test.json"), "the evaluation sentences (any dataset t2g reads)")
     limit: int = flag(0, "the first N sentences (0 = all)")
     quants: tuple[str, ...] = flag(("q8_0", "q6_k", "q5_k_m", "q4_k_m"), "the GGUF types; the first is the reference")
+    imatrix: bool = flag(True, "each k-quant also with the task's importance matrix (label <quant>+imatrix)")
+    tensor_types: tuple[str, ...] = flag((), "per-tensor mixes, each as `t2g export --tensor_types` takes it "
+                                             "(ffn_down=q8_0,attn_v=q8_0): each k-quant also with each (label <quant>+<mix>)")
     imatrix_data: str = flag(str(CONLL04 / "train.json"), "the prompts the importance matrices are measured on")
     imatrix_limit: int = flag(64, "examples of --imatrix_data measured")
     nll_data: str = flag(str(CONLL04 / "dev.json"), "the sentences whose gold answers' mean log-loss is measured")
@@ -51,17 +59,46 @@ class Flags:
     base_model: str | None = flag(None, "the base model under an adapter (default: the one it records)")
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One GGUF of the benchmark: a quant, made with or without the task's importance matrix and per-tensor types."""
+
+    quant: str
+    imatrix: bool = False
+    tensor_types: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.quant + ("+imatrix" if self.imatrix else "") + (f"+{self.tensor_types}" if self.tensor_types else "")
+
+    @property
+    def folder(self) -> str:  # a file-system-safe spelling of the label
+        return re.sub(r"[^A-Za-z0-9_.=-]", "-", self.label.replace(",", "_"))
+
+
+def variants(flags: Flags) -> list[Variant]:
+    """Each quant as exported, then each k-quant with the importance matrix, then with each per-tensor mix."""
+    from t2g.export.gguf import CONVERTER_TYPES, format_tensor_types, parse_tensor_types
+
+    kquants = [q for q in flags.quants if q not in CONVERTER_TYPES]
+    mixes = [format_tensor_types(parse_tensor_types(spec, "--tensor_types")) for spec in flags.tensor_types]
+    if mixes and not kquants:
+        raise SystemExit(f"bench_quants: --tensor_types needs a k-quant in --quants (got {','.join(flags.quants)})")
+    return ([Variant(q) for q in flags.quants] + [Variant(q, imatrix=True) for q in kquants if flags.imatrix]
+            + [Variant(q, tensor_types=mix) for mix in mixes for q in kquants])
+
+
 def _ggufs(flags: Flags, out: Path) -> dict[str, Path]:
-    """{label: GGUF}: each quant as exported, and each k-quant with the task's importance matrix."""
+    """{label: GGUF} for every variant."""
     from t2g.data.load import load_examples
-    from t2g.export.gguf import CONVERTER_TYPES
+    from t2g.export.gguf import parse_tensor_types
     from t2g.export.llama_cpp import find_llama_cpp
     from t2g.export.merge import merge_to_hf
     from t2g.export.pipeline import write_ggufs
     from t2g.infer.resolve import resolve_model
 
-    labels = list(flags.quants) + [f"{q}+imatrix" for q in flags.quants if q not in CONVERTER_TYPES]
-    paths = {label: out / "ggufs" / label.replace("+", "-") / f"model-{label.split('+')[0]}.gguf" for label in labels}
+    wanted = variants(flags)
+    paths = {v.label: out / "ggufs" / v.folder / f"model-{v.quant}.gguf" for v in wanted}
     if all(p.is_file() for p in paths.values()):
         return paths
     spec = resolve_model(flags.model, "hf", base_model=flags.base_model)
@@ -71,13 +108,11 @@ def _ggufs(flags: Flags, out: Path) -> dict[str, Path]:
         if not (hf_dir / "config.json").is_file():
             merge_to_hf(spec.path, spec.adapter, hf_dir, dtype="bf16")
     lc = find_llama_cpp()
-    plain = [q for q in flags.quants if not paths[q].is_file()]
-    for q in plain:
-        write_ggufs(hf_dir, paths[q].parent, "model", [q], lc)
-    calibration = load_examples(flags.imatrix_data)[:flags.imatrix_limit]
-    for label in labels:
-        if "+" in label and not paths[label].is_file():
-            write_ggufs(hf_dir, paths[label].parent, "model", [label.split("+")[0]], lc, calibration=calibration)
+    calibration = load_examples(flags.imatrix_data)[:flags.imatrix_limit] if any(v.imatrix for v in wanted) else []
+    for v in wanted:
+        if not paths[v.label].is_file():
+            write_ggufs(hf_dir, paths[v.label].parent, "model", [v.quant], lc, calibration=calibration if v.imatrix else (),
+                        tensor_types=parse_tensor_types(v.tensor_types))
     return paths
 
 
@@ -92,10 +127,11 @@ def bench(flags: Flags) -> dict:
     out = Path(flags.out)
     out.mkdir(parents=True, exist_ok=True)
     ggufs = _ggufs(flags, out)
+    folders = {v.label: v.folder for v in variants(flags)}
     reference = flags.quants[0]
     rows: dict[str, dict] = {}
     for label, gguf in ggufs.items():
-        folder = out / "eval" / label.replace("+", "-")
+        folder = out / "eval" / folders[label]
         if not (folder / "report.json").is_file():
             print(f"bench: evaluating {label} ...", file=sys.stderr, flush=True)
             evaluate(str(gguf), flags.data, str(folder), limit=flags.limit or None, runtime="llama.cpp",
@@ -108,12 +144,12 @@ def bench(flags: Flags) -> dict:
     ref_preds = read_predictions(out / "eval" / reference / "predictions.jsonl")
     for label in rows:
         if label != reference:
-            preds = read_predictions(out / "eval" / label.replace("+", "-") / "predictions.jsonl")
+            preds = read_predictions(out / "eval" / folders[label] / "predictions.jsonl")
             rel = paired_bootstrap(gold, ref_preds, preds, resamples=1000, seed=0)["relation"]
             rows[label]["relation_vs_reference"] = {k: rel[k] for k in ("delta", "low", "high")}
     nll_examples = load_examples(flags.nll_data)[:flags.nll_limit]
     for label, gguf in ggufs.items():
-        cached = out / "eval" / label.replace("+", "-") / "nll.json"
+        cached = out / "eval" / folders[label] / "nll.json"
         if not cached.is_file():
             write_json_atomic(cached, answer_nll(gguf, nll_examples))
         rows[label]["answer_nll"] = json.loads(cached.read_text())["mean_nll"]
@@ -194,13 +230,14 @@ def _earlier_speed(path: Path, labels: list[str], rounds: int) -> dict | None:
 
 def _print(result: dict) -> None:
     print(f"\n{result['model']}: GGUF types against {result['reference']} ({result['threads']} threads)")
-    print(f"{'GGUF':<16}{'MB':>7}{'entity F1':>11}{'relation F1':>13}{'vs ref, 95% interval':>26}{'JSON':>7}"
+    w = max(16, 2 + max(len(label) for label in result["rows"]))
+    print(f"{'GGUF':<{w}}{'MB':>7}{'entity F1':>11}{'relation F1':>13}{'vs ref, 95% interval':>26}{'JSON':>7}"
           f"{'answer NLL':>12}{'speed x':>9}")
     for label, r in result["rows"].items():
         d = r.get("relation_vs_reference")
         diff = f"{100 * d['delta']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" if d else "-"
         speed = "-" if r["speed_vs_reference_median"] is None else f"{r['speed_vs_reference_median']:.2f}x"
-        print(f"{label:<16}{r['file_mb']:>7}{100 * r['entity_f1']:>11.1f}{100 * r['relation_f1']:>13.1f}{diff:>26}"
+        print(f"{label:<{w}}{r['file_mb']:>7}{100 * r['entity_f1']:>11.1f}{100 * r['relation_f1']:>13.1f}{diff:>26}"
               f"{100 * r['json_valid']:>7.1f}{r['answer_nll']:>12.4f}{speed:>9}")
 
 

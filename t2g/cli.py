@@ -134,6 +134,9 @@ class ExportFlags:
     imatrix_data: str = flag("examples", "the dataset the importance matrix is measured on (any format t2g reads; "
                              "the model's own training data is best)")
     imatrix_limit: int = flag(64, "examples of --imatrix_data the matrix is measured on")
+    tensor_types: str = flag("", "k-quants: PATTERN=TYPE,... gives the tensors whose GGUF name matches PATTERN (a regular "
+                             "expression, e.g. ffn_down or attn_v) the type TYPE (q8_0, q6_k, f16 ...), as llama-quantize's "
+                             "--tensor-type; a pattern that matches no tensor is an error")
 
 
 def export(flags: ExportFlags) -> None:

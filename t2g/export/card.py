@@ -44,9 +44,13 @@ def _rate(side: dict[str, Any]) -> str:
 
 
 def render_card(name: str, source: str, ggufs: Sequence[str], has_modelfile: bool, hf_dir: str | None,
-                adapter_dir: str | None, parity: dict[str, Any] | None, per_gguf: dict[str, Any] | None = None) -> str:
+                adapter_dir: str | None, parity: dict[str, Any] | None, per_gguf: dict[str, Any] | None = None,
+                tensor_types: str | None = None) -> str:
     example = user_message("Tim Cook is the CEO of Apple.", ["person", "organization"], ["works for"])
     files = [f"- `{g}`: GGUF for llama.cpp / Ollama" for g in ggufs]
+    if tensor_types:
+        files.append(f"- the k-quants' tensors matching `{tensor_types}` were given those types (`--tensor_types`), "
+                     "the rest the quant's own mix")
     if has_modelfile:
         files.append("- `Modelfile`: Ollama recipe (chat template, stop tokens, system prompt, greedy decoding)")
     if hf_dir:

@@ -9,6 +9,7 @@ crash, a kill or Ctrl-C never leaves a `*.gguf` that looks complete.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,11 @@ QUANTIZER_TYPES = {
     "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18,
 }
 ALL_TYPES = CONVERTER_TYPES + tuple(QUANTIZER_TYPES)
+# ggml's `enum ggml_type` values (ggml.h) a single tensor can be given with --tensor_types.
+TENSOR_TYPES = {
+    "f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "q2_k": 10, "q3_k": 11,
+    "q4_k": 12, "q5_k": 13, "q6_k": 14, "bf16": 30,
+}
 _SHIM = Path(__file__).with_name("_convert_main.py")
 
 
@@ -139,19 +145,25 @@ def convert_hf_to_gguf(hf_dir: Path, out_path: Path, outtype: str, llama_cpp: Ll
 
 
 _QUANTIZE_PY = """
-import ctypes, sys, llama_cpp
+import ctypes, json, sys, llama_cpp
 import numpy as np
+options = json.loads(sys.argv[3])
 params = llama_cpp.llama_model_quantize_default_params()
-params.ftype = int(sys.argv[3])
-params.nthread = int(sys.argv[4])
-if len(sys.argv) > 5:  # an importance matrix (t2g.export.imatrix): a name-terminated array, as llama-quantize builds
-    found = np.load(sys.argv[5])
+params.ftype = options["ftype"]
+params.nthread = options["threads"]
+if options["imatrix"]:  # an importance matrix (t2g.export.imatrix): a name-terminated array, as llama-quantize builds
+    found = np.load(options["imatrix"])
     keep = [(name.encode(), np.ascontiguousarray(found[name], dtype=np.float32)) for name in found.files]
     entries = (llama_cpp.llama_model_imatrix_data * (len(keep) + 1))()
     for entry, (name, values) in zip(entries, keep):
         entry.name, entry.size = name, values.size
         entry.data = values.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
     params.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
+if options["tensor_types"]:  # per-tensor types, as llama-quantize's --tensor-type: a pattern-terminated array
+    overrides = (llama_cpp.llama_model_tensor_override * (len(options["tensor_types"]) + 1))()
+    for entry, (pattern, ggml_type) in zip(overrides, options["tensor_types"]):
+        entry.pattern, entry.type = pattern.encode(), ggml_type
+    params.tt_overrides = ctypes.cast(overrides, ctypes.POINTER(llama_cpp.llama_model_tensor_override))
 rc = llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), params)
 sys.exit(1 if rc else 0)
 """
@@ -163,22 +175,73 @@ def _has_llama_cpp_python() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
+TensorTypes = tuple[tuple[str, str], ...]
+
+
+def parse_tensor_types(spec: str | Sequence[str] | None, what: str = "--tensor_types") -> TensorTypes:
+    """`"ffn_down=q8_0,attn_v=q8_0"` (or those items as a sequence) -> ((pattern, type), ...), in order: each
+    pattern is a regular expression searched in a tensor's GGUF name (`blk.3.ffn_down.weight`), the first
+    that matches wins, as in llama-quantize's --tensor-type. Empty or None: no override."""
+    import re
+
+    items = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec or ()) if p.strip()]
+    parsed = []
+    for item in items:
+        pattern, sep, type_name = item.rpartition("=")
+        type_name = type_name.strip().lower()
+        if not sep or not pattern.strip():
+            raise ExportError(f"{what}: {item!r} is not PATTERN=TYPE (e.g. ffn_down=q8_0,attn_v=q8_0)")
+        if type_name not in TENSOR_TYPES:
+            raise ExportError(f"{what}: {item!r}: unknown tensor type {type_name!r}; use one of {', '.join(TENSOR_TYPES)}")
+        try:
+            re.compile(pattern.strip())
+        except re.error as err:
+            raise ExportError(f"{what}: {item!r}: the pattern is not a regular expression ({err})") from None
+        parsed.append((pattern.strip(), type_name))
+    return tuple(parsed)
+
+
+def format_tensor_types(tensor_types: TensorTypes) -> str:
+    """The inverse of parse_tensor_types: the flag's own spelling, for labels, manifests and cards."""
+    return ",".join(f"{pattern}={type_name}" for pattern, type_name in tensor_types)
+
+
+def _check_patterns_match(src: Path, tensor_types: TensorTypes) -> None:
+    """llama.cpp's quantizer ignores a pattern that matches nothing: a typo would export the default mix and
+    say nothing, so every pattern must match a tensor of the model (names as the GGUF spells them)."""
+    import re
+
+    from gguf import GGUFReader
+
+    names = [t.name for t in GGUFReader(src).tensors]
+    for pattern, type_name in tensor_types:
+        if not any(re.search(pattern, n) for n in names):
+            sample = ", ".join(sorted({re.sub(r"^blk\.\d+\.", "blk.N.", n) for n in names})[:12])
+            raise ExportError(f"--tensor_types: {pattern}={type_name} matches no tensor of {src.name}; "
+                              f"its tensors are named like {sample}")
+
+
 def quantize_gguf(src: Path, out_path: Path, quant: str, llama_cpp: LlamaCpp | None = None,
-                  threads: int = 0, imatrix: Path | None = None) -> Path:
+                  threads: int = 0, imatrix: Path | None = None, tensor_types: TensorTypes = ()) -> Path:
     """Quantize a 16/32-bit GGUF to a k-quant (or legacy quant) with llama.cpp's C++ quantizer; `imatrix`:
-    an importance matrix written by t2g.export.imatrix (through llama-cpp-python only)."""
+    an importance matrix written by t2g.export.imatrix (through llama-cpp-python only); `tensor_types`:
+    (pattern, type) pairs from parse_tensor_types that replace the quant's own choice for matching tensors."""
     if quant not in QUANTIZER_TYPES:
         raise ExportError(f"{quant} is written by the converter, not the quantizer")
+    if tensor_types:
+        _check_patterns_match(src, tensor_types)
     binary = llama_cpp.quantize_binary() if llama_cpp else None
     with atomic_target(out_path) as tmp:
         if _has_llama_cpp_python():
-            cmd = [sys.executable, "-c", _QUANTIZE_PY, str(src), str(tmp), str(QUANTIZER_TYPES[quant]), str(threads)]
-            cmd += [str(imatrix)] if imatrix else []
+            options = {"ftype": QUANTIZER_TYPES[quant], "threads": threads, "imatrix": str(imatrix) if imatrix else None,
+                       "tensor_types": [[pattern, TENSOR_TYPES[t]] for pattern, t in tensor_types]}
+            cmd = [sys.executable, "-c", _QUANTIZE_PY, str(src), str(tmp), json.dumps(options)]
         elif imatrix is not None:
             raise ExportError(f"--imatrix for {quant} needs llama-cpp-python (its quantizer takes the matrix in memory); "
                               "install it, or pass --imatrix=none")
         elif binary is not None:
-            cmd = [str(binary), str(src), str(tmp), quant.upper()] + ([str(threads)] if threads > 0 else [])
+            cmd = [str(binary)] + [a for pattern, t in tensor_types for a in ("--tensor-type", f"{pattern}={t}")]
+            cmd += [str(src), str(tmp), quant.upper()] + ([str(threads)] if threads > 0 else [])
         else:
             raise ExportError(
                 f"--quant {quant} needs llama.cpp's quantizer and neither llama-cpp-python nor a llama-quantize "
@@ -186,7 +249,7 @@ def quantize_gguf(src: Path, out_path: Path, quant: str, llama_cpp: LlamaCpp | N
                 "~5 min), or build llama-quantize in your llama.cpp folder (cmake -B build -DLLAMA_CURL=OFF && "
                 "cmake --build build --target llama-quantize), or export only f16/bf16/q8_0."
             )
-        _run(cmd, f"quantizing {src.name} to {quant}")
+        _run(cmd, f"quantizing {src.name} to {quant}" + (f" with {format_tensor_types(tensor_types)}" if tensor_types else ""))
     return out_path
 
 

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from t2g.export.gguf import CONVERTER_TYPES, ExportError, convert_hf_to_gguf, gguf_tokenize, normalize_type, quantize_gguf
+from t2g.export.gguf import (CONVERTER_TYPES, ExportError, TensorTypes, convert_hf_to_gguf, format_tensor_types, gguf_tokenize,
+                             normalize_type, parse_tensor_types, quantize_gguf)
 from t2g.export.llama_cpp import LlamaCpp, find_llama_cpp
 from t2g.files import write_json_atomic, write_text_atomic
 from t2g.task.prompts import PROMPT_VERSION
@@ -60,10 +61,12 @@ def _intermediate_type(hf_dir: Path) -> str:
 
 
 def write_ggufs(hf_dir: Path, out: Path, name: str, quants: Sequence[str], llama_cpp: LlamaCpp,
-                pretokenizer: str = "auto", calibration: Sequence[Any] = ()) -> tuple[list[Path], str | None, str | None, dict | None]:
+                pretokenizer: str = "auto", calibration: Sequence[Any] = (),
+                tensor_types: TensorTypes = ()) -> tuple[list[Path], str | None, str | None, dict | None]:
     """All model GGUFs (in request order), the pre-tokenizer name assumed, the tokenizer repair, if any,
     and the importance matrix's summary: with `calibration` examples, k-quants are made with a matrix
-    measured on them (t2g.export.imatrix), kept as <out>/imatrix.npz."""
+    measured on them (t2g.export.imatrix), kept as <out>/imatrix.npz; `tensor_types` (parse_tensor_types)
+    overrides the k-quants' own type for the tensors it names."""
     paths: dict[str, Path] = {}
     imatrix_info = None
     fallback = None
@@ -92,7 +95,7 @@ def write_ggufs(hf_dir: Path, out: Path, name: str, quants: Sequence[str], llama
                 matrix = write_imatrix(values, out / "imatrix.npz")
                 imatrix_info = {"file": matrix.name, **summary(values, len(calibration))}
             for q in kquants:
-                paths[q] = quantize_gguf(base, out / f"{name}-{q}.gguf", q, llama_cpp, imatrix=matrix)
+                paths[q] = quantize_gguf(base, out / f"{name}-{q}.gguf", q, llama_cpp, imatrix=matrix, tensor_types=tensor_types)
         finally:
             if temporary:
                 base.unlink(missing_ok=True)
@@ -159,9 +162,11 @@ def export_model(
     imatrix: str = "none",
     imatrix_data: str = "examples",
     imatrix_limit: int = 64,
+    tensor_types: str | Sequence[str] = "",
 ) -> dict[str, Any]:
     """Export `model` into `out_dir`; returns (and writes as export.json) what was made. `imatrix="task"`
-    makes k-quants with an importance matrix measured on `imatrix_limit` examples of `imatrix_data`."""
+    makes k-quants with an importance matrix measured on `imatrix_limit` examples of `imatrix_data`;
+    `tensor_types` ("ffn_down=q8_0,attn_v=q8_0") gives the k-quants' matching tensors those types."""
     from t2g.export.merge import copy_adapter, is_prequantized, load_tokenizer, merge_to_hf
     from t2g.infer.resolve import resolve_model
 
@@ -170,6 +175,10 @@ def export_model(
     if imatrix not in ("none", "task"):
         raise ExportError(f"--imatrix={imatrix!r}: use none or task (an importance matrix from --imatrix_data's prompts)")
     calibration = _calibration(imatrix, imatrix_data, imatrix_limit, quants)
+    overrides = parse_tensor_types(tensor_types)
+    if overrides and not [q for q in quants if q not in CONVERTER_TYPES]:
+        raise ExportError(f"--tensor_types={format_tensor_types(overrides)} applies to k-quants (q4_k_m ...), and "
+                          f"--quant={','.join(quants) or 'none'} has none: add one, or drop --tensor_types")
     spec = resolve_model(model, "hf", base_model=base_model)  # a run directory: its final adapter on its base
     if spec.gguf_file:
         raise ExportError(f"--model={model} is already a GGUF; export starts from an HF folder, adapter or run directory")
@@ -187,7 +196,7 @@ def export_model(
         hf_dir = _hf_source(spec, out, hf and not adapter_only, merged_dtype, merge_to_hf)
         try:
             manifest.update(_gguf_outputs(hf_dir, out, name, quants, lc, pretokenizer, load_tokenizer(spec.path, spec.adapter),
-                                          calibration))
+                                          calibration, overrides))
             if manifest.get("ggufs") and parity_limit > 0:
                 # The parity reference is exactly what was exported: the adapter on the resolved base.
                 manifest["parity"] = _parity(spec.adapter or spec.path, spec.path if spec.adapter else None, out,
@@ -227,13 +236,13 @@ def _calibration(imatrix: str, data: str, limit: int, quants: Sequence[str]) -> 
 
 
 def _gguf_outputs(hf_dir: Path, out: Path, name: str, quants: list[str], lc: LlamaCpp | None, pretokenizer: str,
-                  tokenizer, calibration: Sequence[Any] = ()) -> dict[str, Any]:
+                  tokenizer, calibration: Sequence[Any] = (), tensor_types: TensorTypes = ()) -> dict[str, Any]:
     from t2g.export.modelfile import build_modelfile
 
     if not quants:
         return {}
     print(f"t2g export: {', '.join(quants)} with {lc.converter} (from {lc.source})", file=sys.stderr)
-    ggufs, fallback, repair, imatrix = write_ggufs(hf_dir, out, name, quants, lc, pretokenizer, calibration)
+    ggufs, fallback, repair, imatrix = write_ggufs(hf_dir, out, name, quants, lc, pretokenizer, calibration, tensor_types)
     try:
         tokenization = check_tokenization(ggufs[0], tokenizer)
     except ExportError:
@@ -250,6 +259,7 @@ def _gguf_outputs(hf_dir: Path, out: Path, name: str, quants: list[str], lc: Lla
         "tokenization": tokenization,
         "modelfile": "Modelfile",
         **({"imatrix": imatrix} if imatrix else {}),
+        **({"tensor_types": format_tensor_types(tensor_types)} if tensor_types else {}),
     }
 
 
@@ -296,7 +306,8 @@ def _write_card_and_manifest(out: Path, name: str, model: str, manifest: dict[st
     parity_path = out / "parity.json"
     parity = json.loads(parity_path.read_text(encoding="utf-8")) if manifest.get("parity") else None
     card = render_card(name, model, manifest.get("ggufs", []), "modelfile" in manifest, manifest.get("hf_dir"),
-                       manifest.get("adapter_dir"), parity, (manifest.get("parity") or {}).get("per_gguf"))
+                       manifest.get("adapter_dir"), parity, (manifest.get("parity") or {}).get("per_gguf"),
+                       manifest.get("tensor_types"))
     write_text_atomic(out / "README.md", card)
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json_atomic(out / "export.json", manifest)

@@ -7,6 +7,7 @@ skip with that command when it is absent. Converter runs cost ~5-10 s each on 2 
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from t2g.export import modelfile_template
-from t2g.export.gguf import ExportError
+from t2g.export.gguf import ExportError, format_tensor_types, parse_tensor_types
 from t2g.export.llama_cpp import LlamaCppNotFound, find_llama_cpp
 from t2g.export.pipeline import export_model
 from t2g.export.pipeline import check_tokenization, write_ggufs
@@ -392,6 +393,53 @@ def test_a_task_importance_matrix_reaches_the_quantizer(tiny_model_dir, tiny_ggu
     # the same quantization without the matrix gives other bytes: the quantizer used it
     assert got[0].read_bytes() != paths["q4_k_m"].read_bytes()
     assert got[0].stat().st_size == paths["q4_k_m"].stat().st_size  # same types, other scales
+
+
+def test_per_tensor_types_reach_the_quantizer(tiny_model_dir, tiny_ggufs, tmp_path, llama_cpp):
+    import gguf
+
+    paths, _ = tiny_ggufs
+
+    def types(path):
+        return {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
+
+    default = types(paths["q4_k_m"])
+    assert {default[n] for n in default if "ffn_down" in n} != {"Q8_0"}  # so that the override below shows
+    got, *_ = write_ggufs(tiny_model_dir, tmp_path / "mix", "tiny", ["q4_k_m"], llama_cpp,
+                          tensor_types=parse_tensor_types("ffn_down=q8_0,attn_v=f16"))
+    mixed = types(got[0])
+    assert set(mixed) == set(default)
+    for name, kind in mixed.items():
+        matrix = name.endswith(".weight")  # biases and norms stay f32 whatever is asked (llama.cpp quantizes matrices only)
+        want = "Q8_0" if matrix and "ffn_down" in name else "F16" if matrix and "attn_v" in name else default[name]
+        assert kind == want, name
+    # a pattern that matches no tensor would silently export the default mix: it is an error instead
+    with pytest.raises(ExportError, match=r"ffn_dwn=q8_0 matches no tensor .*blk\.N\.ffn_down\.weight"):
+        write_ggufs(tiny_model_dir, tmp_path / "typo", "tiny", ["q4_k_m"], llama_cpp,
+                    tensor_types=parse_tensor_types("ffn_dwn=q8_0"))
+    assert not list((tmp_path / "typo").glob("*.gguf"))
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("ffn_down", "is not PATTERN=TYPE"),
+    ("=q8_0", "is not PATTERN=TYPE"),
+    ("ffn_down=q9_9", "unknown tensor type 'q9_9'"),
+    ("ffn_(down=q8_0", "not a regular expression"),
+])
+def test_a_bad_tensor_types_flag_names_the_item(spec, message):
+    with pytest.raises(ExportError, match=rf"--tensor_types: .*{re.escape(message)}"):
+        parse_tensor_types(spec)
+
+
+def test_tensor_types_parse_in_order_and_format_back():
+    parsed = parse_tensor_types(" ffn_down=Q8_0, attn_v=q6_k ,")
+    assert parsed == (("ffn_down", "q8_0"), ("attn_v", "q6_k")) and parse_tensor_types(["ffn_down=q8_0"]) == parsed[:1]
+    assert format_tensor_types(parsed) == "ffn_down=q8_0,attn_v=q6_k" and parse_tensor_types("") == ()
+
+
+def test_tensor_types_without_a_k_quant_is_an_error(tiny_model_dir, tmp_path):
+    with pytest.raises(ExportError, match=r"--tensor_types=ffn_down=q8_0 applies to k-quants .* --quant=q8_0 has none"):
+        export_model(str(tiny_model_dir), tmp_path / "out", quant="q8_0", tensor_types="ffn_down=q8_0")
 
 
 @pytest.mark.slow

@@ -44,6 +44,17 @@ def test_bench_quants_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
     assert d["low"] <= d["delta"] <= d["high"]
     assert json.loads((tmp_path / "results.json").read_text())["rows"] == rows
     assert "q4_k_m+imatrix" in capsys.readouterr().out
+    # per-tensor mixes: a label of their own, without the importance matrix when --imatrix=false
+    mixes = bench_quants.bench(parse(bench_quants.Flags, {**sizes, "out": str(tmp_path / "mixes"), "rounds": 0, "imatrix": False,
+                                                          "tensor_types": ["ffn_down=q8_0", "ffn_down=q8_0,attn_v=q8_0"]}))
+    assert list(mixes["rows"]) == ["q8_0", "q4_k_m", "q4_k_m+ffn_down=q8_0", "q4_k_m+ffn_down=q8_0,attn_v=q8_0"]
+    import gguf
+
+    mixed = gguf.GGUFReader(str(tmp_path / "mixes" / "ggufs" / "q4_k_m-ffn_down=q8_0_attn_v=q8_0" / "model-q4_k_m.gguf"))
+    assert {t.tensor_type.name for t in mixed.tensors if t.name.endswith(("ffn_down.weight", "attn_v.weight"))} == {"Q8_0"}
+    with pytest.raises(Exception, match="matches no tensor"):
+        bench_quants.bench(parse(bench_quants.Flags, {**sizes, "out": str(tmp_path / "typo"), "rounds": 0, "imatrix": False,
+                                                      "tensor_types": ["ffn_dwn=q8_0"]}))
     # a further invocation keeps the GGUFs, evaluations and speed rounds (the files are not rewritten), with
     # --rounds as before or 0
     again = bench_quants.bench(flags)
