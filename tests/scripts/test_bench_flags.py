@@ -45,13 +45,14 @@ def documented_commands() -> list[tuple[str, str, str]]:
 
     def shell_lines(where: str, lines: list[str]) -> None:
         variables: dict[str, str] = {}
+        lines = re.sub(r"\\\n", " ", "\n".join(lines)).splitlines()  # a command continued with a backslash is one line
         for line in lines:
             if m := re.match(r'(\w+)="([^"]*)"$', line.strip()):
                 variables[m.group(1)] = m.group(2)
                 continue
             line = re.sub(r"\$(\w+)", lambda v: variables.get(v.group(1), v.group(0)), line)
             line = re.sub(r"(^|\s)#.*$", "", line)
-            for part in re.split(r"&&|;|&|\|", line):
+            for part in _unquoted_split(line):
                 add(where, part)
 
     for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
@@ -68,6 +69,23 @@ def documented_commands() -> list[tuple[str, str, str]]:
         doc = ast.get_docstring(ast.parse((REPO / "scripts" / f"{name}.py").read_text(encoding="utf-8"))) or ""
         shell_lines(f"scripts/{name}.py", doc.splitlines())
     return found
+
+
+def _unquoted_split(line: str) -> list[str]:
+    """A shell line cut at its command separators (&&, ;, &, |) outside quotes: a quoted regular
+    expression (`--tensor_types='["attn_(q|k)=q8_0"]'`) stays one argument."""
+    parts, current, quote = [], "", None
+    for ch in line:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in ";&|":
+            parts.append(current)
+            current = ""
+            continue
+        current += ch
+    return parts + [current]
 
 
 COMMANDS = documented_commands()
