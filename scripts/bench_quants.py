@@ -78,17 +78,17 @@ class Variant:
 
 def variants(flags: Flags) -> list[Variant]:
     """Each quant as exported, then each k-quant with the importance matrix, then with each per-tensor mix."""
-    from t2g.export.gguf import CONVERTER_TYPES, format_tensor_types, parse_tensor_types
+    from t2g.export.gguf import CONVERTER_TYPES, ExportError, format_tensor_types, parse_tensor_types
 
     kquants = [q for q in flags.quants if q not in CONVERTER_TYPES]
     mixes = [format_tensor_types(parse_tensor_types(spec, "--tensor_types")) for spec in flags.tensor_types]
     if mixes and not kquants:
-        raise SystemExit(f"bench_quants: --tensor_types needs a k-quant in --quants (got {','.join(flags.quants)})")
+        raise ExportError(f"--tensor_types needs a k-quant in --quants (got {','.join(flags.quants)})")
     return ([Variant(q) for q in flags.quants] + [Variant(q, imatrix=True) for q in kquants if flags.imatrix]
             + [Variant(q, tensor_types=mix) for mix in mixes for q in kquants])
 
 
-def _ggufs(flags: Flags, out: Path) -> dict[str, Path]:
+def _ggufs(flags: Flags, out: Path, wanted: list[Variant]) -> dict[str, Path]:
     """{label: GGUF} for every variant."""
     from t2g.data.load import load_examples
     from t2g.export.gguf import parse_tensor_types
@@ -97,7 +97,6 @@ def _ggufs(flags: Flags, out: Path) -> dict[str, Path]:
     from t2g.export.pipeline import write_ggufs
     from t2g.infer.resolve import resolve_model
 
-    wanted = variants(flags)
     paths = {v.label: out / "ggufs" / v.folder / f"model-{v.quant}.gguf" for v in wanted}
     if all(p.is_file() for p in paths.values()):
         return paths
@@ -126,8 +125,9 @@ def bench(flags: Flags) -> dict:
 
     out = Path(flags.out)
     out.mkdir(parents=True, exist_ok=True)
-    ggufs = _ggufs(flags, out)
-    folders = {v.label: v.folder for v in variants(flags)}
+    wanted = variants(flags)
+    ggufs = _ggufs(flags, out, wanted)
+    folders = {v.label: v.folder for v in wanted}
     reference = flags.quants[0]
     rows: dict[str, dict] = {}
     for label, gguf in ggufs.items():
@@ -244,4 +244,6 @@ def _print(result: dict) -> None:
 if __name__ == "__main__":
     os.environ.setdefault("UNSLOTH_AUTO_INSTALL", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    run(Flags, bench, prog="bench_quants.py")
+    from t2g.export.gguf import ExportError
+
+    run(Flags, bench, prog="bench_quants.py", errors=(ExportError,))

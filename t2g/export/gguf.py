@@ -250,7 +250,26 @@ def quantize_gguf(src: Path, out_path: Path, quant: str, llama_cpp: LlamaCpp | N
                 "cmake --build build --target llama-quantize), or export only f16/bf16/q8_0."
             )
         _run(cmd, f"quantizing {src.name} to {quant}" + (f" with {format_tensor_types(tensor_types)}" if tensor_types else ""))
+        if tensor_types:
+            _warn_replaced_types(tmp, tensor_types)
     return out_path
+
+
+def _warn_replaced_types(quantized: Path, tensor_types: TensorTypes) -> None:
+    """llama.cpp stores a matrix whose row length its asked type cannot hold (k-quants need multiples of
+    256) in a compatible type instead, and says so only in its log: name each such tensor on stderr."""
+    import re
+
+    from gguf import GGUFReader
+
+    replaced = []
+    for tensor in GGUFReader(quantized).tensors:
+        asked = next((t for pattern, t in tensor_types if re.search(pattern, tensor.name)), None)
+        if asked and len(tensor.shape) >= 2 and tensor.tensor_type.name.lower() != asked:
+            replaced.append(f"{tensor.name} ({int(tensor.shape[0])} wide) is {tensor.tensor_type.name.lower()}, not {asked}")
+    if replaced:
+        print(f"t2g export: warning: llama.cpp could not store {len(replaced)} tensor(s) as --tensor_types asked: "
+              + "; ".join(replaced[:4]) + (f"; and {len(replaced) - 4} more" if len(replaced) > 4 else ""), file=sys.stderr)
 
 
 _TOKENIZE_PY = """

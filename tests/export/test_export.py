@@ -395,7 +395,7 @@ def test_a_task_importance_matrix_reaches_the_quantizer(tiny_model_dir, tiny_ggu
     assert got[0].stat().st_size == paths["q4_k_m"].stat().st_size  # same types, other scales
 
 
-def test_per_tensor_types_reach_the_quantizer(tiny_model_dir, tiny_ggufs, tmp_path, llama_cpp):
+def test_per_tensor_types_reach_the_quantizer(tiny_model_dir, tiny_ggufs, tmp_path, llama_cpp, capsys):
     import gguf
 
     paths, _ = tiny_ggufs
@@ -413,6 +413,13 @@ def test_per_tensor_types_reach_the_quantizer(tiny_model_dir, tiny_ggufs, tmp_pa
         matrix = name.endswith(".weight")  # biases and norms stay f32 whatever is asked (llama.cpp quantizes matrices only)
         want = "Q8_0" if matrix and "ffn_down" in name else "F16" if matrix and "attn_v" in name else default[name]
         assert kind == want, name
+    # a type the tensor's row length cannot hold is stored as llama.cpp's replacement, and named on stderr
+    width = min(int(t.shape[0]) for t in gguf.GGUFReader(str(paths["f32"])).tensors if t.name.endswith("attn_q.weight"))
+    assert width % 256, "the tiny model's rows must not fit k-quant blocks for this check"
+    capsys.readouterr()
+    write_ggufs(tiny_model_dir, tmp_path / "kquant", "tiny", ["q4_k_m"], llama_cpp, tensor_types=parse_tensor_types("attn_q=q6_k"))
+    assert re.search(rf"could not store \d+ tensor\(s\) .*blk\.0\.attn_q\.weight \({width} wide\) is \w+, not q6_k",
+                     capsys.readouterr().err)
     # a pattern that matches no tensor would silently export the default mix: it is an error instead
     with pytest.raises(ExportError, match=r"ffn_dwn=q8_0 matches no tensor .*blk\.N\.ffn_down\.weight"):
         write_ggufs(tiny_model_dir, tmp_path / "typo", "tiny", ["q4_k_m"], llama_cpp,

@@ -52,7 +52,9 @@ def test_bench_quants_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
 
     mixed = gguf.GGUFReader(str(tmp_path / "mixes" / "ggufs" / "q4_k_m-ffn_down=q8_0_attn_v=q8_0" / "model-q4_k_m.gguf"))
     assert {t.tensor_type.name for t in mixed.tensors if t.name.endswith(("ffn_down.weight", "attn_v.weight"))} == {"Q8_0"}
-    with pytest.raises(Exception, match="matches no tensor"):
+    from t2g.export.gguf import ExportError
+
+    with pytest.raises(ExportError, match="matches no tensor"):
         bench_quants.bench(parse(bench_quants.Flags, {**sizes, "out": str(tmp_path / "typo"), "rounds": 0, "imatrix": False,
                                                       "tensor_types": ["ffn_dwn=q8_0"]}))
     # a further invocation keeps the GGUFs, evaluations and speed rounds (the files are not rewritten), with
