@@ -37,6 +37,7 @@ import sys
 import time
 from dataclasses import dataclass, fields, make_dataclass, replace
 from pathlib import Path
+from typing import get_type_hints
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -83,7 +84,7 @@ class _Flags:
 
 # Every size is a flag too, overriding the full run's (or --quick's) value: one list, Sizes.
 Flags = make_dataclass(
-    "Flags", [(s.name, int | None, flag(None, f"{s.metadata['help']} (unset: the full run's, or --quick's)")) for s in fields(Sizes)],
+    "Flags", [(s.name, get_type_hints(Sizes)[s.name] | None, flag(None, f"{s.metadata['help']} (unset: the full run's, or --quick's)")) for s in fields(Sizes)],
     bases=(_Flags,), namespace={"__doc__": _Flags.__doc__})
 
 

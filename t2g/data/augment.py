@@ -8,7 +8,12 @@ For each example, deterministically from (seed, example id):
   correct answer is the empty graph;
 - shuffled type order;
 - renamed types (`AugmentConfig.synonyms`, off unless given): a share of the copies name their
-  types with training synonyms (`t2g.data.synonyms`), prompt and target together.
+  types with training synonyms (`t2g.data.synonyms`), prompt and target together;
+- foreign types (`AugmentConfig.foreign_entity_types` / `foreign_relation_types`, off unless given):
+  types of other domains (`t2g.data.synonyms.TRAINING_DISTRACTORS`) join the dataset's own as negatives and as the
+  types of empty targets. Without them a dataset with a fixed inventory (CoNLL04's four entity and
+  five relation types) only ever offers its own types, and an empty target always lists types the
+  model has extracted elsewhere: it never sees a type it must not use because it is foreign.
 
 `rename_types` also builds the held-out test of that: the types renamed to names the model never saw in training,
 so that an evaluation can tell reading the given types from recalling the trained ones.
@@ -36,6 +41,10 @@ class AugmentConfig:
     # type (normalised) -> names it may be renamed to (t2g.data.synonyms); a copy is renamed with rename_prob
     synonyms: Mapping[str, Sequence[str]] = field(default_factory=dict)
     rename_prob: float = 0.0
+    # types of other domains offered as negatives and empty targets besides the dataset's own
+    foreign_entity_types: Sequence[str] = ()
+    foreign_relation_types: Sequence[str] = ()
+
 
 
 def type_inventory(examples: Sequence[Example]) -> tuple[list[str], list[str]]:
@@ -118,6 +127,8 @@ def _renaming(types: Sequence[str], synonyms: Mapping[str, Sequence[str]], rng: 
 def augment(examples: Sequence[Example], cfg: AugmentConfig = AugmentConfig(), seed: int = 0) -> list[Example]:
     """Originals (if kept) followed by `cfg.copies` augmented variants of each; deterministic."""
     pool_e, pool_r = type_inventory(examples)
+    pool_e += _absent(cfg.foreign_entity_types, pool_e)
+    pool_r += _absent(cfg.foreign_relation_types, pool_r)
     out = list(examples) if cfg.keep_original else []
     for copy in range(cfg.copies):
         out.extend(augment_example(ex, pool_e, pool_r, cfg, seed, copy) for ex in examples)

@@ -5,6 +5,8 @@ The table covers CoNLL04's types (what the kit's benchmark trains on) and a few 
 dataset with other types passes its own table (`--augment_synonyms=FILE`, JSON `{type: [synonym, ...]}`).
 The type-conditioning test set (`t2g.eval.conditions`) renames with a DIFFERENT table: a model is
 tested on names it never trained on, and tests/data check that the two tables never share a name.
+`TRAINING_DISTRACTORS` are types of other domains that augmentation offers where nothing fits
+(`--augment_distractors`); the test's distractors are, likewise, others.
 """
 
 from __future__ import annotations
@@ -27,6 +29,17 @@ TRAINING_SYNONYMS: dict[str, tuple[str, ...]] = {
     "organization based in": ("based in", "has its base in", "org based in", "operates from"),
     "live in": ("lives in", "inhabits", "has a home in", "dwells in"),
     "located in": ("lies in", "is located in", "is inside", "is a place in"),
+}
+
+
+# Foreign types for training (`--augment_distractors=builtin`): domains CoNLL04-style news is not
+# annotated for. Disjoint from the type-conditioning test's distractors (t2g.eval.conditions, checked
+# by tests/data), so that the test still asks about types the model never saw.
+TRAINING_DISTRACTORS: dict[str, tuple[str, ...]] = {
+    "entities": ("mineral", "chemical element", "cell type", "plant species", "algorithm", "programming library",
+                 "mathematical theorem", "musical chord", "star system", "bacterium"),
+    "relations": ("metabolises", "crystallises as", "implements", "is expressed in", "proves", "orbits",
+                  "is a subclass of", "depends on", "resolves to", "catalysed by"),
 }
 
 
@@ -57,3 +70,31 @@ def check_synonyms(table: object, where: str) -> dict[str, tuple[str, ...]]:
             raise DataError(f"{where}: the synonyms of {key!r} must be a non-empty list of non-empty strings")
         out[normalize(key)] = tuple(names)
     return out
+
+
+def load_distractors(spec: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`none`, `builtin` (TRAINING_DISTRACTORS) or a JSON file {"entities": [...], "relations": [...]}:
+    (entity types, relation types)."""
+    if spec == "none":
+        return (), ()
+    if spec == "builtin":
+        table: object = TRAINING_DISTRACTORS
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise DataError(f"--augment_distractors={spec}: no such file; give none, builtin, or a JSON file "
+                            '{"entities": ["type", ...], "relations": ["type", ...]}')
+        try:
+            table = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(f"--augment_distractors={spec}: not a JSON file ({exc})") from None
+    where = f"--augment_distractors={spec}"
+    if not isinstance(table, Mapping) or set(table) - {"entities", "relations"}:
+        raise DataError(f'{where}: expected an object {{"entities": [...], "relations": [...]}}')
+    out = []
+    for kind in ("entities", "relations"):
+        names = table.get(kind, [])
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise DataError(f"{where}: {kind!r} must be a list of non-empty strings")
+        out.append(tuple(names))
+    return out[0], out[1]

@@ -104,6 +104,14 @@ class TrainConfig:
                                  "read the type names it is given")
     augment_rename_prob: float = flag(0.5, "with --augment_synonyms: the share of augmented copies whose types are "
                                       "renamed (each type that has synonyms, to a random one)")
+    augment_distractors: str = flag("none", "foreign types in the augmented copies: none, builtin "
+                                    "(t2g.data.augment.TRAINING_DISTRACTORS: types of other domains) or a JSON file "
+                                    "{\"entities\": [...], \"relations\": [...]}; offered as negatives and as the types "
+                                    "of empty targets beside the dataset's own")
+    augment_empty_prob: float = flag(0.1, "the share of augmented copies whose types are all absent from the gold "
+                                     "(target: the empty graph)")
+    augment_drop_prob: float = flag(0.15, "per gold type of an augmented copy: the chance it is left out of the prompt "
+                                    "and its entities and relations out of the target")
     reasoning: bool = flag(False, "ask for a <think> block first; SFT targets use the data's traces")
     max_prompt_length: int = flag(1024, "longest prompt, in tokens; every prompt is checked against it before training")
     drop_long_examples: bool = flag(False, "drop (and count) examples over the length limits instead of failing")

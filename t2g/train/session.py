@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from t2g.train import distributed
 from t2g.data.augment import AugmentConfig, augment
-from t2g.data.synonyms import load_synonyms
+from t2g.data.synonyms import load_distractors, load_synonyms
 from t2g.train.config import ConfigError, TrainConfig
 from t2g.data.canonical import Example
 from t2g.data.load import load_examples
@@ -50,8 +50,11 @@ def load_data(cfg: TrainConfig) -> list[Example]:
         examples = examples[: cfg.max_examples]
     if cfg.augment_copies:
         synonyms = load_synonyms(cfg.augment_synonyms)
-        examples = augment(examples, AugmentConfig(copies=cfg.augment_copies, synonyms=synonyms,
-                                                   rename_prob=cfg.augment_rename_prob if synonyms else 0.0), seed=cfg.seed)
+        foreign_e, foreign_r = load_distractors(cfg.augment_distractors)
+        examples = augment(examples, AugmentConfig(
+            copies=cfg.augment_copies, synonyms=synonyms, rename_prob=cfg.augment_rename_prob if synonyms else 0.0,
+            empty_target_prob=cfg.augment_empty_prob, drop_type_prob=cfg.augment_drop_prob,
+            foreign_entity_types=foreign_e, foreign_relation_types=foreign_r), seed=cfg.seed)
     return examples
 
 

@@ -184,8 +184,12 @@ def _validate_sizes(cfg: Any) -> list[str]:
         out.append("--grpo_max_steps must be > 0")
     if cfg.max_examples < 0 or cfg.augment_copies < 0 or cfg.sample_every < 0:
         out.append("--max_examples, --augment_copies and --sample_every must be >= 0")
-    if not 0.0 <= cfg.augment_rename_prob <= 1.0:
-        out.append(f"--augment_rename_prob={cfg.augment_rename_prob}: give a share between 0 and 1")
+    for name in ("augment_rename_prob", "augment_empty_prob", "augment_drop_prob"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            out.append(f"--{name}={getattr(cfg, name)}: give a share between 0 and 1")
+    if cfg.augment_distractors != "none" and not cfg.augment_copies:
+        out.append(f"--augment_distractors={cfg.augment_distractors} offers foreign types in the augmented copies, "
+                   f"and --augment_copies=0 makes none: give --augment_copies=1 or more")
     if cfg.augment_synonyms != "none" and not cfg.augment_copies:
         out.append(f"--augment_synonyms={cfg.augment_synonyms} renames types in the augmented copies, and "
                    f"--augment_copies=0 makes none: give --augment_copies=1 or more")

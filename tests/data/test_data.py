@@ -389,6 +389,69 @@ def test_augmented_copies_rename_types_with_training_synonyms():
     assert not test_names & train_names and not test_names & original_names
 
 
+@needs_conll04
+def test_foreign_types_are_offered_and_never_answered():
+    """--augment_distractors: other domains' types join CoNLL04's as negatives and empty-target types;
+    the targets never use them, and without them the copies are exactly what they were."""
+    from t2g.data.synonyms import TRAINING_DISTRACTORS
+
+    examples = load_examples(CONLL04 / "dev.json")[:200]
+    plain_cfg = AugmentConfig(copies=1, keep_original=False, empty_target_prob=0.25)
+    assert augment(examples, plain_cfg, seed=3) == augment(
+        examples, AugmentConfig(copies=1, keep_original=False, empty_target_prob=0.25, foreign_entity_types=(),
+                                foreign_relation_types=()), seed=3)
+    cfg = AugmentConfig(copies=1, keep_original=False, empty_target_prob=0.25,
+                        foreign_entity_types=TRAINING_DISTRACTORS["entities"],
+                        foreign_relation_types=TRAINING_DISTRACTORS["relations"])
+    out = augment(examples, cfg, seed=3)
+    assert out == augment(examples, cfg, seed=3)
+    foreign = {normalize(t) for kind in TRAINING_DISTRACTORS.values() for t in kind}
+    offered = empties_with_foreign = 0
+    for orig, aug in zip(examples, out):
+        assert aug.violations() == [], aug.id
+        used = {normalize(e.type) for e in aug.graph.entities} | {normalize(r.type) for r in aug.graph.relations}
+        assert not used & foreign, aug.id
+        asked = {normalize(t) for t in aug.entity_types + aug.relation_types}
+        offered += bool(asked & foreign)
+        gold_e = {normalize(e.type) for e in orig.graph.entities}
+        if gold_e and not {normalize(t) for t in aug.entity_types} & gold_e:  # an empty target by its types
+            assert aug.graph.is_empty, aug.id
+            empties_with_foreign += bool(asked & foreign)
+    assert offered > 100 and empties_with_foreign > 20, (offered, empties_with_foreign)
+
+
+def test_training_distractors_are_not_test_or_training_names():
+    """The type-conditioning test's distractors and renamed types stay unseen by a model trained with
+    --augment_distractors=builtin, and no foreign type is a name CoNLL04 or the synonyms use."""
+    from t2g.data.synonyms import TRAINING_DISTRACTORS, TRAINING_SYNONYMS
+    from t2g.eval.conditions import CONLL04_SYNONYMS, DISTRACTOR_ENTITY_TYPES, DISTRACTOR_RELATION_TYPES
+
+    foreign = {normalize(t) for kind in TRAINING_DISTRACTORS.values() for t in kind}
+    assert len(foreign) == sum(len(kind) for kind in TRAINING_DISTRACTORS.values())
+    others = {normalize(t) for t in DISTRACTOR_ENTITY_TYPES + DISTRACTOR_RELATION_TYPES}
+    others |= {normalize(n) for kind in CONLL04_SYNONYMS.values() for pair in kind.items() for n in pair}
+    others |= {normalize(n) for key, names in TRAINING_SYNONYMS.items() for n in (key, *names)}
+    assert not foreign & others, foreign & others
+
+
+def test_load_distractors(tmp_path):
+    from t2g.data.synonyms import TRAINING_DISTRACTORS, load_distractors
+
+    assert load_distractors("none") == ((), ())
+    assert load_distractors("builtin") == (TRAINING_DISTRACTORS["entities"], TRAINING_DISTRACTORS["relations"])
+    good = tmp_path / "foreign.json"
+    good.write_text(json.dumps({"entities": ["galaxy"]}))
+    assert load_distractors(str(good)) == (("galaxy",), ())
+    for content, message in (("{not json", "not a JSON file"), ('["a"]', "expected an object"),
+                             ('{"entity": ["a"]}', "expected an object"), ('{"relations": [""]}', "list of non-empty")):
+        bad = tmp_path / "bad.json"
+        bad.write_text(content)
+        with pytest.raises(DataError, match=message):
+            load_distractors(str(bad))
+    with pytest.raises(DataError, match="--augment_distractors=.*missing.json: no such file"):
+        load_distractors(str(tmp_path / "missing.json"))
+
+
 def test_load_synonyms(tmp_path):
     from t2g.data.synonyms import TRAINING_SYNONYMS, load_synonyms
 

@@ -81,6 +81,9 @@ def test_unknown_flags_name_the_nearest(Config, flags, expected):
     ({"report_to": "tensorboard,neptune"}, "--report_to='neptune' is not one of"),
     ({"augment_rename_prob": 1.5}, "--augment_rename_prob=1.5: give a share between 0 and 1"),
     ({"augment_synonyms": "builtin", "augment_copies": 0}, "--augment_copies=0 makes none"),
+    ({"augment_empty_prob": -0.1}, "--augment_empty_prob=-0.1: give a share between 0 and 1"),
+    ({"augment_drop_prob": 2}, "--augment_drop_prob=2.0: give a share between 0 and 1"),
+    ({"augment_distractors": "builtin", "augment_copies": 0}, "offers foreign types in the augmented copies"),
 ])
 def test_bad_settings_fail(Config, flags, expected):
     with pytest.raises(ConfigError) as err:
