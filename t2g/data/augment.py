@@ -10,8 +10,8 @@ For each example, deterministically from (seed, example id):
 - renamed types (`AugmentConfig.synonyms`, off unless given): a share of the copies name their
   types with training synonyms (`t2g.data.synonyms`), prompt and target together;
 - foreign types (`AugmentConfig.foreign_entity_types` / `foreign_relation_types`, off unless given):
-  types of other domains (`t2g.data.synonyms.TRAINING_DISTRACTORS`) join the dataset's own as negatives and as the
-  types of empty targets. Without them a dataset with a fixed inventory (CoNLL04's four entity and
+  types of other domains (`t2g.data.synonyms.TRAINING_DISTRACTORS`) join the dataset's own as
+  negatives and as the types of empty targets. Without them a dataset with a fixed inventory (CoNLL04's four entity and
   five relation types) only ever offers its own types, and an empty target always lists types the
   model has extracted elsewhere: it never sees a type it must not use because it is foreign.
 

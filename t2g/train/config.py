@@ -105,7 +105,7 @@ class TrainConfig:
     augment_rename_prob: float = flag(0.5, "with --augment_synonyms: the share of augmented copies whose types are "
                                       "renamed (each type that has synonyms, to a random one)")
     augment_distractors: str = flag("none", "foreign types in the augmented copies: none, builtin "
-                                    "(t2g.data.augment.TRAINING_DISTRACTORS: types of other domains) or a JSON file "
+                                    "(t2g.data.synonyms.TRAINING_DISTRACTORS: types of other domains) or a JSON file "
                                     "{\"entities\": [...], \"relations\": [...]}; offered as negatives and as the types "
                                     "of empty targets beside the dataset's own")
     augment_empty_prob: float = flag(0.1, "the share of augmented copies whose types are all absent from the gold "
