@@ -49,15 +49,19 @@ def load_synonyms(spec: str) -> dict[str, tuple[str, ...]]:
         return {}
     if spec == "builtin":
         return dict(TRAINING_SYNONYMS)
+    table = _read_json(spec, "--augment_synonyms", '{"type": ["synonym", ...]}')
+    return check_synonyms(table, f"--augment_synonyms={spec}")
+
+
+def _read_json(spec: str, flag: str, shape: str) -> object:
+    """The JSON file a table flag names; DataError naming the flag when it is missing or not JSON."""
     path = Path(spec)
     if not path.is_file():
-        raise DataError(f"--augment_synonyms={spec}: no such file; give none, builtin, or a JSON file "
-                        '{"type": ["synonym", ...]}')
+        raise DataError(f"{flag}={spec}: no such file; give none, builtin, or a JSON file {shape}")
     try:
-        table = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"--augment_synonyms={spec}: not a JSON file ({exc})") from None
-    return check_synonyms(table, f"--augment_synonyms={spec}")
+        raise DataError(f"{flag}={spec}: not a JSON file ({exc})") from None
 
 
 def check_synonyms(table: object, where: str) -> dict[str, tuple[str, ...]]:
@@ -80,14 +84,7 @@ def load_distractors(spec: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if spec == "builtin":
         table: object = TRAINING_DISTRACTORS
     else:
-        path = Path(spec)
-        if not path.is_file():
-            raise DataError(f"--augment_distractors={spec}: no such file; give none, builtin, or a JSON file "
-                            '{"entities": ["type", ...], "relations": ["type", ...]}')
-        try:
-            table = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(f"--augment_distractors={spec}: not a JSON file ({exc})") from None
+        table = _read_json(spec, "--augment_distractors", '{"entities": ["type", ...], "relations": ["type", ...]}')
     where = f"--augment_distractors={spec}"
     if not isinstance(table, Mapping) or set(table) - {"entities", "relations"}:
         raise DataError(f'{where}: expected an object {{"entities": [...], "relations": [...]}}')

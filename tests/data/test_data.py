@@ -392,14 +392,10 @@ def test_augmented_copies_rename_types_with_training_synonyms():
 @needs_conll04
 def test_foreign_types_are_offered_and_never_answered():
     """--augment_distractors: other domains' types join CoNLL04's as negatives and empty-target types;
-    the targets never use them, and without them the copies are exactly what they were."""
+    the targets never use them."""
     from t2g.data.synonyms import TRAINING_DISTRACTORS
 
     examples = load_examples(CONLL04 / "dev.json")[:200]
-    plain_cfg = AugmentConfig(copies=1, keep_original=False, empty_target_prob=0.25)
-    assert augment(examples, plain_cfg, seed=3) == augment(
-        examples, AugmentConfig(copies=1, keep_original=False, empty_target_prob=0.25, foreign_entity_types=(),
-                                foreign_relation_types=()), seed=3)
     cfg = AugmentConfig(copies=1, keep_original=False, empty_target_prob=0.25,
                         foreign_entity_types=TRAINING_DISTRACTORS["entities"],
                         foreign_relation_types=TRAINING_DISTRACTORS["relations"])
