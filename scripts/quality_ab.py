@@ -1,0 +1,137 @@
+"""One stage of two quality-benchmark runs side by side: does B's change (SFT data, a flag) beat A?
+
+`scripts/bench_quality.py` compares its rows within one run. An experiment on the training data runs it
+twice, into two --out folders that differ in one flag (say `--augment_distractors=builtin`), and asks
+how the same stage of each scores on CoNLL04 test and on every type-conditioning set. Both runs build
+their sets from the same data and seed, so the sentences pair up; the difference comes with the paired
+bootstrap interval of `t2g compare` (t2g.eval.compare), and the off-list and empty-answer rates with it.
+
+    python scripts/quality_ab.py --a /work/bench18aug/recipe --b /work/bench18aug/foreign            # stage sft
+    python scripts/quality_ab.py --a RUN_A --b RUN_B --stage grpo --out ab.md                         # a file too
+
+Prints a Markdown table; with --out also writes it (atomically). Reads each run's `<stage>/stage.json`
+and predictions; a stage that has not finished, or sets that do not pair up, are an error naming them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from t2g.files import write_text_atomic  # noqa: E402
+from t2g.flags import flag, run  # noqa: E402
+
+RESAMPLES = 1000
+EMPTY = "empty"  # the condition whose right answer is the empty graph: no F1, only its rates
+
+
+class ABError(RuntimeError):
+    """The two runs cannot be compared; the message says which file and what to do."""
+
+
+@dataclass(frozen=True)
+class ABFlags:
+    a: str = flag(help="--out folder of run A (the baseline) of scripts/bench_quality.py")
+    b: str = flag(help="--out folder of run B (the change)")
+    stage: str = flag("sft", help="the stage (row folder) to compare: sft, sft_more, grpo, grpo_ref, base ...")
+    out: str = flag("", help="also write the table to this Markdown file")
+    resamples: int = flag(RESAMPLES, help="bootstrap resamples")
+
+
+def stage_info(run: Path, stage: str) -> dict:
+    marker = run / stage / "stage.json"
+    if not marker.is_file():
+        raise ABError(f"{marker}: no such file; run scripts/bench_quality.py --out {run} until stage {stage!r} "
+                      "has finished (it writes this file last)")
+    return json.loads(marker.read_text())
+
+
+def _sets(info: dict) -> list[str]:
+    return ["test"] + [f"conditions/{name}" for name in info.get("conditions", {})]
+
+
+def _rates(info: dict, sub: str) -> dict:
+    return info["test"] if sub == "test" else info["conditions"][sub.split("/", 1)[1]]
+
+
+def compare(a: Path, b: Path, stage: str, resamples: int = RESAMPLES) -> list[dict]:
+    """One row a set: both runs' rates, and B - A with its interval for entity and strict relation F1."""
+    from t2g.data.load import load_examples
+    from t2g.eval.compare import paired_bootstrap
+    from t2g.eval.predictions import read_predictions
+
+    info_a, info_b = stage_info(a, stage), stage_info(b, stage)
+    if _sets(info_a) != _sets(info_b):
+        raise ABError(f"{a}/{stage} has sets {_sets(info_a)} and {b}/{stage} {_sets(info_b)}; run both with the "
+                      "same --conditions_limit")
+    rows = []
+    for sub in _sets(info_a):
+        gold_a, gold_b = (run / stage / sub / "gold.jsonl" for run in (a, b))
+        for path in (gold_a, gold_b):
+            if not path.is_file():
+                raise ABError(f"{path}: no such file; its stage.json lists the set, so the run's folder is incomplete "
+                              f"(delete {path.parents[len(sub.split('/'))]} and run the stage again)")
+        if gold_a.read_text() != gold_b.read_text():
+            raise ABError(f"{gold_a} and {gold_b} differ: the runs evaluated other sentences (another --test_limit or "
+                          "--conditions_limit?); only the same sentences pair up")
+        gold = load_examples(str(gold_a))
+        ra, rb = _rates(info_a, sub), _rates(info_b, sub)
+        row = {"set": sub.split("/")[-1], "n": len(gold),
+               "off_list": (ra["out_of_schema_rate"], rb["out_of_schema_rate"]),
+               "empty_answers": (ra.get("empty_answer_rate"), rb.get("empty_answer_rate"))}
+        if row["set"] != EMPTY:
+            boot = paired_bootstrap(gold, read_predictions(a / stage / sub / "predictions.jsonl"),
+                                    read_predictions(b / stage / sub / "predictions.jsonl"), resamples=resamples, seed=0,
+                                    sources=(f"{a}/{stage}/{sub}", f"{b}/{stage}/{sub}"))
+            row.update(entity=boot["entity"], relation=boot["relation"])
+        rows.append(row)
+    return rows
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _delta(m: dict | None) -> str:
+    if m is None:
+        return "-"
+    return f"{100 * m['delta']:+.1f} [{100 * m['low']:+.1f}, {100 * m['high']:+.1f}]"
+
+
+def render(rows: list[dict], a: Path, b: Path, stage: str, resamples: int) -> str:
+    lines = [f"Stage `{stage}`: A = `{a}`, B = `{b}`; B - A with the paired bootstrap's 95% interval "
+             f"({resamples} resamples, seed 0). Off-list: the share of predicted types not in the prompt's lists; "
+             "empty answers: the share of sentences answered with the empty graph.", "",
+             "| set (sentences) | entity F1 A / B | B - A [95%] | strict relation F1 A / B | B - A [95%] "
+             "| off-list types A / B | empty answers A / B |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        e, rel = r.get("entity"), r.get("relation")
+        f1 = (lambda m: "-" if m is None else f"{_pct(m['a'])} / {_pct(m['b'])}")
+        lines.append(f"| {r['set']} ({r['n']}) | {f1(e)} | {_delta(e)} | {f1(rel)} | {_delta(rel)} "
+                     f"| {_pct(r['off_list'][0])}% / {_pct(r['off_list'][1])}% "
+                     f"| {_pct(r['empty_answers'][0])}% / {_pct(r['empty_answers'][1])}% |")
+    return "\n".join(lines) + "\n"
+
+
+def ab(flags: ABFlags) -> str:
+    a, b = Path(flags.a), Path(flags.b)
+    text = render(compare(a, b, flags.stage, flags.resamples), a, b, flags.stage, flags.resamples)
+    print(text, end="")
+    if flags.out:
+        write_text_atomic(Path(flags.out), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    from t2g.data.canonical import DataError
+
+    return run(ABFlags, ab, argv, errors=(ABError, DataError))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""scripts/quality_ab.py: two runs' stage paired sentence by sentence, the rates taken from each run's
+stage.json, and clear errors for an unfinished stage or sets that do not pair up."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from t2g.data.canonical import Example, write_jsonl
+from t2g.task.schema import Graph
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import quality_ab  # noqa: E402
+
+TYPES = (["person", "organization"], ["works for"])
+EMPTY_GRAPH = {"entities": [], "relations": []}
+
+
+def graph(i: int) -> dict:
+    p, o = f"Person{i}", f"Org{i}"
+    return {"entities": [{"text": p, "type": "person"}, {"text": o, "type": "organization"}],
+            "relations": [{"head": p, "tail": o, "type": "works for"}]}
+
+
+def fake_run(root: Path, right: set[int], n: int = 20, empty_rate: float = 0.0) -> Path:
+    """A run whose stage `sft` got sentences `right` fully right and answered the rest with nothing."""
+    gold = [Example(f"s{i}", f"Person{i} works for Org{i}.", *TYPES, Graph.from_dict(graph(i))) for i in range(n)]
+    conditions = {}
+    for sub in ("test", "conditions/renamed", "conditions/empty"):
+        folder = root / "sft" / sub
+        folder.mkdir(parents=True)
+        write_jsonl(folder / "gold.jsonl", gold)
+        rows = [{"id": ex.id, "graph": graph(i) if i in right else EMPTY_GRAPH} for i, ex in enumerate(gold)]
+        (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if sub != "test":
+            conditions[sub.split("/")[1]] = {"out_of_schema_rate": 0.25, "empty_answer_rate": empty_rate}
+    (root / "sft" / "stage.json").write_text(json.dumps(
+        {"test": {"out_of_schema_rate": 0.01}, "conditions": conditions}))
+    return root
+
+
+def test_b_right_on_more_sentences_is_ahead_with_an_interval_above_zero(tmp_path, capsys):
+    a = fake_run(tmp_path / "a", right=set(range(5)))
+    b = fake_run(tmp_path / "b", right=set(range(15)), empty_rate=0.4)
+    rows = {r["set"]: r for r in quality_ab.compare(a, b, "sft", resamples=200)}
+    assert list(rows) == ["test", "renamed", "empty"]
+    rel = rows["test"]["relation"]
+    # A: 5 of 20 relations (P 1, R 0.25); B: 15 of 20 (P 1, R 0.75)
+    assert rel["a"] == pytest.approx(2 * 0.25 / 1.25) and rel["b"] == pytest.approx(2 * 0.75 / 1.75)
+    assert rel["low"] > 0
+    assert "entity" not in rows["empty"] and rows["empty"]["empty_answers"] == (0.0, 0.4)
+    text = quality_ab.main(["--a", str(a), "--b", str(b), "--resamples", "200", "--out", str(tmp_path / "ab.md")])
+    assert "| empty (20) | - | - | - | - | 25.0% / 25.0% | 0.0% / 40.0% |" in text
+    assert (tmp_path / "ab.md").read_text() == text == capsys.readouterr().out
+
+
+def test_an_unfinished_stage_and_unpaired_sentences_are_errors_naming_the_file(tmp_path):
+    a = fake_run(tmp_path / "a", right={1})
+    with pytest.raises(quality_ab.ABError, match=r"nothing/sft/stage.json: no such file"):
+        quality_ab.compare(a, tmp_path / "nothing", "sft")
+    b = fake_run(tmp_path / "b", right={1}, n=12)
+    with pytest.raises(quality_ab.ABError, match=r"gold.jsonl differ: the runs evaluated other sentences"):
+        quality_ab.compare(a, b, "sft")
