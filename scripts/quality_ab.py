@@ -96,6 +96,10 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+def _pair(ab: tuple) -> str:
+    return " / ".join("-" if x is None else f"{_pct(x)}%" for x in ab)
+
+
 def _delta(m: dict | None) -> str:
     if m is None:
         return "-"
@@ -113,8 +117,7 @@ def render(rows: list[dict], a: Path, b: Path, stage: str, resamples: int) -> st
         e, rel = r.get("entity"), r.get("relation")
         f1 = (lambda m: "-" if m is None else f"{_pct(m['a'])} / {_pct(m['b'])}")
         lines.append(f"| {r['set']} ({r['n']}) | {f1(e)} | {_delta(e)} | {f1(rel)} | {_delta(rel)} "
-                     f"| {_pct(r['off_list'][0])}% / {_pct(r['off_list'][1])}% "
-                     f"| {_pct(r['empty_answers'][0])}% / {_pct(r['empty_answers'][1])}% |")
+                     f"| {_pair(r['off_list'])} | {_pair(r['empty_answers'])} |")
     return "\n".join(lines) + "\n"
 
 
