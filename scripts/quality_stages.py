@@ -72,6 +72,7 @@ class Sizes:
                                     "t2g.train.config: none, builtin or a file)")
     augment_empty_prob: float = flag(help="share of augmented copies whose answer is the empty graph")
     augment_drop_prob: float = flag(help="per gold type of an augmented copy: the chance it is not asked for")
+    augment_rename_prob: float = flag(help="share of augmented copies whose types are renamed by training synonyms")
 
 
 # Data: CoNLL04 train + two type-augmented copies (2,766 examples); half the copies name their types with
@@ -86,10 +87,12 @@ class Sizes:
 # (SmolLM2 tokenizer); a shorter GRPO limit would charge the truncation penalty to correct long answers.
 FULL = Sizes(train_examples=0, sft_steps=1200, sft_batch=4, grpo_steps=160, grpo_batch=8, grpo_accum=2, num_generations=4,
              max_completion_length=256, select_every=200, grpo_select_every=40, dev_limit=40, test_limit=0, parity_limit=4, max_new_tokens=320,
-             conditions_limit=100, augment_distractors="none", augment_empty_prob=0.1, augment_drop_prob=0.15)
+             conditions_limit=100, augment_distractors="none", augment_empty_prob=0.1, augment_drop_prob=0.15,
+             augment_rename_prob=0.5)
 QUICK = Sizes(train_examples=4, sft_steps=2, sft_batch=2, grpo_steps=1, grpo_batch=2, grpo_accum=1, num_generations=2,
               max_completion_length=16, select_every=2, grpo_select_every=1, dev_limit=2, test_limit=2, parity_limit=1, max_new_tokens=32,
-              conditions_limit=2, augment_distractors="none", augment_empty_prob=0.1, augment_drop_prob=0.15)
+              conditions_limit=2, augment_distractors="none", augment_empty_prob=0.1, augment_drop_prob=0.15,
+              augment_rename_prob=0.5)
 
 
 def run_stage(out: Path, name: str, fn: Callable[[Path], dict]) -> dict:
@@ -210,7 +213,7 @@ def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: di
         TrainConfig(),
         stages=(stage,), model=str(smollm2_hf_dir()), backend="hf", load_in_4bit=False, gradient_checkpointing=False,
         dataset=str(DATA / "train.json"), max_examples=sizes.train_examples, augment_copies=2, augment_synonyms="builtin",
-        augment_rename_prob=0.5, augment_distractors=sizes.augment_distractors, augment_empty_prob=sizes.augment_empty_prob,
+        augment_rename_prob=sizes.augment_rename_prob, augment_distractors=sizes.augment_distractors, augment_empty_prob=sizes.augment_empty_prob,
         augment_drop_prob=sizes.augment_drop_prob,
         max_seq_length=1024, max_prompt_length=640, drop_long_examples=True,
         sft_max_steps=sft_steps, sft_batch_size=sizes.sft_batch, sft_grad_accum=1, sft_learning_rate=sft_lr,

@@ -44,3 +44,16 @@ def test_a_cut_off_invocation_without_a_checkpoint_counts_nothing(tmp_path):
     stage_dir, record = tmp_path / "run" / "grpo", tmp_path / "training.json"
     record.write_text(json.dumps({"runs": [], "in_progress": {"wall_started": time.time(), "in_stage": False, "threads": 1}}))
     assert quality_stages._earlier_runs(record, stage_dir)[0]["train_s"] == 0.0
+
+
+def test_the_sft_data_design_flags_reach_the_training_config(tmp_path):
+    # issue 18's data experiments change only these; each must reach t2g's TrainConfig, not stop at the Sizes
+    from dataclasses import replace
+
+    sizes = replace(quality_stages.QUICK, augment_distractors="builtin", augment_empty_prob=0.25,
+                    augment_drop_prob=0.3, augment_rename_prob=0.9)
+    cfg = quality_stages.train_config(tmp_path / "run", sizes, 42, "sft", None, "fp32", 0)
+    assert (cfg.augment_distractors, cfg.augment_empty_prob, cfg.augment_drop_prob, cfg.augment_rename_prob) == \
+        ("builtin", 0.25, 0.3, 0.9)
+    default = quality_stages.train_config(tmp_path / "run2", quality_stages.FULL, 42, "sft", None, "fp32", 0)
+    assert default.augment_rename_prob == 0.5 and default.augment_distractors == "none"
