@@ -22,11 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from quality_report import BOOTSTRAP_RESAMPLES as RESAMPLES, EMPTY  # noqa: E402  (the study's own, light)
 from t2g.files import write_text_atomic  # noqa: E402
 from t2g.flags import flag, run  # noqa: E402
-
-RESAMPLES = 1000
-EMPTY = "empty"  # the condition whose right answer is the empty graph: no F1, only its rates
 
 
 class ABError(RuntimeError):
@@ -92,8 +90,8 @@ def compare(a: Path, b: Path, stage: str, resamples: int = RESAMPLES) -> list[di
     return rows
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
 
 
 def _pair(ab: tuple) -> str:
