@@ -73,6 +73,8 @@ class Sizes:
     augment_empty_prob: float = flag(help="share of augmented copies whose answer is the empty graph")
     augment_drop_prob: float = flag(help="per gold type of an augmented copy: the chance it is not asked for")
     augment_rename_prob: float = flag(help="share of augmented copies whose types are renamed by training synonyms")
+    augment_synonyms: str = flag(help="the training synonyms they are renamed by (--augment_synonyms of t2g.train.config: "
+                                 "builtin, wide or a file)")
 
 
 # Data: CoNLL04 train + two type-augmented copies (2,766 examples); half the copies name their types with
@@ -88,11 +90,11 @@ class Sizes:
 FULL = Sizes(train_examples=0, sft_steps=1200, sft_batch=4, grpo_steps=160, grpo_batch=8, grpo_accum=2, num_generations=4,
              max_completion_length=256, select_every=200, grpo_select_every=40, dev_limit=40, test_limit=0, parity_limit=4, max_new_tokens=320,
              conditions_limit=100, augment_distractors="none", augment_empty_prob=0.1, augment_drop_prob=0.15,
-             augment_rename_prob=0.5)
+             augment_rename_prob=0.5, augment_synonyms="builtin")
 QUICK = Sizes(train_examples=4, sft_steps=2, sft_batch=2, grpo_steps=1, grpo_batch=2, grpo_accum=1, num_generations=2,
               max_completion_length=16, select_every=2, grpo_select_every=1, dev_limit=2, test_limit=2, parity_limit=1, max_new_tokens=32,
               conditions_limit=2, augment_distractors="none", augment_empty_prob=0.1, augment_drop_prob=0.15,
-              augment_rename_prob=0.5)
+              augment_rename_prob=0.5, augment_synonyms="builtin")
 
 
 def run_stage(out: Path, name: str, fn: Callable[[Path], dict]) -> dict:
@@ -212,7 +214,7 @@ def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: di
     cfg = replace(
         TrainConfig(),
         stages=(stage,), model=str(smollm2_hf_dir()), backend="hf", load_in_4bit=False, gradient_checkpointing=False,
-        dataset=str(DATA / "train.json"), max_examples=sizes.train_examples, augment_copies=2, augment_synonyms="builtin",
+        dataset=str(DATA / "train.json"), max_examples=sizes.train_examples, augment_copies=2, augment_synonyms=sizes.augment_synonyms,
         augment_rename_prob=sizes.augment_rename_prob, augment_distractors=sizes.augment_distractors, augment_empty_prob=sizes.augment_empty_prob,
         augment_drop_prob=sizes.augment_drop_prob,
         max_seq_length=1024, max_prompt_length=640, drop_long_examples=True,

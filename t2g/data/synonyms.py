@@ -1,7 +1,7 @@
 """Training synonyms for type names: augmentation renames a type to one of these, so that the model
 learns to read the type lists it is given instead of a fixed vocabulary.
 
-The table covers CoNLL04's types (what the kit's benchmark trains on) and a few common ones; a
+The tables cover CoNLL04's types (what the kit's benchmark trains on); a
 dataset with other types passes its own table (`--augment_synonyms=FILE`, JSON `{type: [synonym, ...]}`).
 The type-conditioning test set (`t2g.eval.conditions`) renames with a DIFFERENT table: a model is
 tested on names it never trained on, and tests/data check that the two tables never share a name.
@@ -31,6 +31,32 @@ TRAINING_SYNONYMS: dict[str, tuple[str, ...]] = {
     "located in": ("lies in", "is located in", "is inside", "is a place in"),
 }
 
+# Three times the names (`--augment_synonyms=wide`): the four above and eight more per type, so that a
+# model meets a type under many names and cannot learn a short list of them by heart. The same rules:
+# never a test name (t2g.eval.conditions), nor a near copy of one ("human" beside the test's
+# "human being", "employed at" beside "employed by"), nor another type's name; checked by tests/data.
+TRAINING_SYNONYMS_WIDE: dict[str, tuple[str, ...]] = {
+    "person": TRAINING_SYNONYMS["person"] + ("someone", "man or woman", "personal name", "public figure",
+                                             "personality", "named man or woman", "celebrity", "full name of someone"),
+    "organization": TRAINING_SYNONYMS["organization"] + ("firm", "agency", "association", "corporation", "club or party",
+                                                         "enterprise", "outfit", "body of people"),
+    "location": TRAINING_SYNONYMS["location"] + ("site", "geographic name", "country or city", "territory", "region",
+                                                 "spot on a map", "geopolitical entity", "town or country"),
+    "other": TRAINING_SYNONYMS["other"] + ("something else", "remaining entity", "further named thing", "any other entity",
+                                           "other named item", "extra entity", "leftover entity", "named thing"),
+    "work for": TRAINING_SYNONYMS["work for"] + ("member of staff at", "on the payroll of", "serves", "holds a post at",
+                                                 "staff of", "in the service of", "labours for", "has a position at"),
+    "kill": TRAINING_SYNONYMS["kill"] + ("took the life of", "shot dead", "executed", "did away with", "put to death",
+                                         "ended the life of", "slayed", "killer of"),
+    "organization based in": TRAINING_SYNONYMS["organization based in"] + (
+        "has offices in", "seated in", "main office in", "home base in", "registered in", "centred in", "run from",
+        "anchored in"),
+    "live in": TRAINING_SYNONYMS["live in"] + ("home is in", "stays in", "settled in", "lived in", "is domiciled in",
+                                               "has lodgings in", "calls home", "makes a home in"),
+    "located in": TRAINING_SYNONYMS["located in"] + ("is part of", "within", "found in", "sits in", "is in",
+                                                     "contained in", "lies within", "belongs to"),
+}
+
 
 # Foreign types for training (`--augment_distractors=builtin`): domains CoNLL04-style news is not
 # annotated for. Disjoint from the type-conditioning test's distractors (t2g.eval.conditions, checked
@@ -44,20 +70,23 @@ TRAINING_DISTRACTORS: dict[str, tuple[str, ...]] = {
 
 
 def load_synonyms(spec: str) -> dict[str, tuple[str, ...]]:
-    """`none` (no renaming), `builtin` (TRAINING_SYNONYMS) or a JSON file {type: [synonym, ...]}."""
+    """`none` (no renaming), `builtin` (TRAINING_SYNONYMS), `wide` (TRAINING_SYNONYMS_WIDE) or a JSON
+    file {type: [synonym, ...]}."""
     if spec == "none":
         return {}
     if spec == "builtin":
         return dict(TRAINING_SYNONYMS)
-    table = _read_json(spec, "--augment_synonyms", '{"type": ["synonym", ...]}')
+    if spec == "wide":
+        return dict(TRAINING_SYNONYMS_WIDE)
+    table = _read_json(spec, "--augment_synonyms", '{"type": ["synonym", ...]}', extra=", wide")
     return check_synonyms(table, f"--augment_synonyms={spec}")
 
 
-def _read_json(spec: str, flag: str, shape: str) -> object:
+def _read_json(spec: str, flag: str, shape: str, extra: str = "") -> object:
     """The JSON file a table flag names; DataError naming the flag when it is missing or not JSON."""
     path = Path(spec)
     if not path.is_file():
-        raise DataError(f"{flag}={spec}: no such file; give none, builtin, or a JSON file {shape}")
+        raise DataError(f"{flag}={spec}: no such file; give none, builtin{extra}, or a JSON file {shape}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

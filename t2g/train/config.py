@@ -99,9 +99,9 @@ class TrainConfig:
                           "JSON file")
     max_examples: int = flag(0, "train on the first N examples (0 = all)")
     augment_copies: int = flag(1, "type-augmented copies per example (0 = none)")
-    augment_synonyms: str = flag("none", "renaming in the augmented copies: none, builtin (t2g.data.synonyms: CoNLL04's "
-                                 "and a few common types) or a JSON file {type: [synonym, ...]}; teaches the model to "
-                                 "read the type names it is given")
+    augment_synonyms: str = flag("none", "renaming in the augmented copies: none, builtin (t2g.data.synonyms: four names for "
+                                 "each of CoNLL04's types), wide (twelve each) or a JSON file {type: [synonym, ...]}; "
+                                 "teaches the model to read the type names it is given")
     augment_rename_prob: float = flag(0.5, "with --augment_synonyms: the share of augmented copies whose types are "
                                       "renamed (each type that has synonyms, to a random one)")
     augment_distractors: str = flag("none", "foreign types in the augmented copies: none, builtin "

@@ -416,6 +416,28 @@ def test_foreign_types_are_offered_and_never_answered():
     assert offered > 100 and empties_with_foreign > 20, (offered, empties_with_foreign)
 
 
+def test_wide_training_synonyms_are_new_names_of_their_type_only():
+    """--augment_synonyms=wide: the builtin names and more, none a test name or a near copy of one
+    (a test name inside it, as "human" is inside "human being"), none another type's name."""
+    from t2g.data.synonyms import TRAINING_DISTRACTORS, TRAINING_SYNONYMS, TRAINING_SYNONYMS_WIDE, load_synonyms
+    from t2g.eval.conditions import CONLL04_SYNONYMS, DISTRACTOR_ENTITY_TYPES, DISTRACTOR_RELATION_TYPES
+
+    assert load_synonyms("wide") == TRAINING_SYNONYMS_WIDE and set(TRAINING_SYNONYMS_WIDE) == set(TRAINING_SYNONYMS)
+    # near copies within a kind: the entity test name "place" may sit inside the relation name "is a place in"
+    test_names = {kind: {normalize(n) for n in table.values()} for kind, table in CONLL04_SYNONYMS.items()}
+    foreign = {normalize(t) for kind in TRAINING_DISTRACTORS.values() for t in kind}
+    foreign |= {normalize(t) for t in DISTRACTOR_ENTITY_TYPES + DISTRACTOR_RELATION_TYPES}
+    seen: dict[str, str] = {}
+    for key, names in TRAINING_SYNONYMS_WIDE.items():
+        assert names[:len(TRAINING_SYNONYMS[key])] == TRAINING_SYNONYMS[key] and len(names) == 12, key
+        kind = "entities" if key in CONLL04_SYNONYMS["entities"] else "relations"
+        for name in map(normalize, names):
+            assert seen.setdefault(name, key) == key, (name, key, seen[name])  # one type per name
+            assert name not in set(TRAINING_SYNONYMS) - {key} and name not in foreign, name
+            near = [t for t in test_names[kind] if t in name or name in t.split()]
+            assert not near, (name, near)
+
+
 def test_training_distractors_are_not_test_or_training_names():
     """The type-conditioning test's distractors and renamed types stay unseen by a model trained with
     --augment_distractors=builtin, and no foreign type is a name CoNLL04 or the synonyms use."""
