@@ -73,8 +73,7 @@ class Sizes:
     augment_empty_prob: float = flag(help="share of augmented copies whose answer is the empty graph")
     augment_drop_prob: float = flag(help="per gold type of an augmented copy: the chance it is not asked for")
     augment_rename_prob: float = flag(help="share of augmented copies whose types are renamed by training synonyms")
-    augment_synonyms: str = flag(help="the training synonyms they are renamed by (--augment_synonyms of t2g.train.config: "
-                                 "builtin, wide or a file)")
+    augment_synonyms: str = flag(help="the synonyms they are renamed by: builtin, wide or a file (t2g.train.config)")
 
 
 # Data: CoNLL04 train + two type-augmented copies (2,766 examples); half the copies name their types with
