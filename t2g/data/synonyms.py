@@ -69,24 +69,24 @@ TRAINING_DISTRACTORS: dict[str, tuple[str, ...]] = {
 }
 
 
+# --augment_synonyms names -> tables; "none" renames nothing, anything else is a JSON file
+SYNONYM_TABLES = {"none": {}, "builtin": TRAINING_SYNONYMS, "wide": TRAINING_SYNONYMS_WIDE}
+
+
 def load_synonyms(spec: str) -> dict[str, tuple[str, ...]]:
-    """`none` (no renaming), `builtin` (TRAINING_SYNONYMS), `wide` (TRAINING_SYNONYMS_WIDE) or a JSON
-    file {type: [synonym, ...]}."""
-    if spec == "none":
-        return {}
-    if spec == "builtin":
-        return dict(TRAINING_SYNONYMS)
-    if spec == "wide":
-        return dict(TRAINING_SYNONYMS_WIDE)
-    table = _read_json(spec, "--augment_synonyms", '{"type": ["synonym", ...]}', extra=", wide")
+    """A table of SYNONYM_TABLES by name, or a JSON file {type: [synonym, ...]}."""
+    if spec in SYNONYM_TABLES:
+        return dict(SYNONYM_TABLES[spec])
+    table = _read_json(spec, "--augment_synonyms", '{"type": ["synonym", ...]}', names=tuple(SYNONYM_TABLES))
     return check_synonyms(table, f"--augment_synonyms={spec}")
 
 
-def _read_json(spec: str, flag: str, shape: str, extra: str = "") -> object:
-    """The JSON file a table flag names; DataError naming the flag when it is missing or not JSON."""
+def _read_json(spec: str, flag: str, shape: str, names: tuple[str, ...] = ("none", "builtin")) -> object:
+    """The JSON file a table flag names; DataError naming the flag, and its built-in `names`, when it is
+    missing or not JSON."""
     path = Path(spec)
     if not path.is_file():
-        raise DataError(f"{flag}={spec}: no such file; give none, builtin{extra}, or a JSON file {shape}")
+        raise DataError(f"{flag}={spec}: no such file; give {', '.join(names)}, or a JSON file {shape}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

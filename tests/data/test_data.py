@@ -483,5 +483,5 @@ def test_load_synonyms(tmp_path):
         bad.write_text(content)
         with pytest.raises(DataError, match=message):
             load_synonyms(str(bad))
-    with pytest.raises(DataError, match="no such file"):
+    with pytest.raises(DataError, match="no such file; give none, builtin, wide, or a JSON file"):
         load_synonyms(str(tmp_path / "missing.json"))
