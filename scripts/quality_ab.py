@@ -1,4 +1,4 @@
-"""One stage of two quality-benchmark runs side by side: does B's change (SFT data, a flag) beat A?
+"""Two quality-benchmark stages side by side: does B's change (SFT data, a flag, a training stage) beat A?
 
 `scripts/bench_quality.py` compares its rows within one run. An experiment on the training data runs it
 twice, into two --out folders that differ in one flag (say `--augment_distractors=builtin`), and asks
@@ -8,6 +8,10 @@ bootstrap interval of `t2g compare` (t2g.eval.compare), and the off-list and emp
 
     python scripts/quality_ab.py --a /work/bench18aug/recipe --b /work/bench18aug/foreign            # stage sft
     python scripts/quality_ab.py --a RUN_A --b RUN_B --stage grpo --out ab.md                         # a file too
+    python scripts/quality_ab.py --a RUN --b RUN --stage sft_more --stage_b grpo                      # two rows of one run
+
+The last form asks what a row of one run adds over another ((c) over (b+)) when the run's report cannot be
+written yet, because some of its rows have not run.
 
 Prints a Markdown table; with --out also writes it (atomically). Reads each run's `<stage>/stage.json`
 and predictions; a stage that has not finished, or sets that do not pair up, are an error naming them.
@@ -36,6 +40,8 @@ class ABFlags:
     a: str = flag(help="--out folder of run A (the baseline) of scripts/bench_quality.py")
     b: str = flag(help="--out folder of run B (the change)")
     stage: str = flag("sft", help="the stage (row folder) to compare: sft, sft_more, grpo, grpo_ref, base ...")
+    stage_b: str = flag("", help="run B's stage, when it is another (default: --stage); e.g. --a RUN --b RUN "
+                                 "--stage sft --stage_b grpo")
     out: str = flag("", help="also write the table to this Markdown file")
     resamples: int = flag(RESAMPLES, help="bootstrap resamples")
 
@@ -56,19 +62,21 @@ def _rates(info: dict, sub: str) -> dict:
     return info["test"] if sub == "test" else info["conditions"][sub.split("/", 1)[1]]
 
 
-def compare(a: Path, b: Path, stage: str, resamples: int = RESAMPLES) -> list[dict]:
-    """One row a set: both runs' rates, and B - A with its interval for entity and strict relation F1."""
+def compare(a: Path, b: Path, stage: str, resamples: int = RESAMPLES, stage_b: str = "") -> list[dict]:
+    """One row a set: both stages' rates, and B - A with its interval for entity and strict relation F1.
+    A is run a's `stage`, B run b's `stage_b` (default: the same stage)."""
     from t2g.data.load import load_examples
     from t2g.eval.compare import paired_bootstrap
     from t2g.eval.predictions import read_predictions
 
-    info_a, info_b = stage_info(a, stage), stage_info(b, stage)
+    stage_b = stage_b or stage
+    info_a, info_b = stage_info(a, stage), stage_info(b, stage_b)
     if _sets(info_a) != _sets(info_b):
-        raise ABError(f"{a}/{stage} has sets {_sets(info_a)} and {b}/{stage} {_sets(info_b)}; run both with the "
+        raise ABError(f"{a}/{stage} has sets {_sets(info_a)} and {b}/{stage_b} {_sets(info_b)}; run both with the "
                       "same --conditions_limit")
     rows = []
     for sub in _sets(info_a):
-        gold_a, gold_b = (run / stage / sub / "gold.jsonl" for run in (a, b))
+        gold_a, gold_b = a / stage / sub / "gold.jsonl", b / stage_b / sub / "gold.jsonl"
         for path in (gold_a, gold_b):
             if not path.is_file():
                 raise ABError(f"{path}: no such file; its stage.json lists the set, so the run's folder is incomplete "
@@ -83,8 +91,8 @@ def compare(a: Path, b: Path, stage: str, resamples: int = RESAMPLES) -> list[di
                "empty_answers": (ra.get("empty_answer_rate"), rb.get("empty_answer_rate"))}
         if row["set"] != EMPTY:
             boot = paired_bootstrap(gold, read_predictions(a / stage / sub / "predictions.jsonl"),
-                                    read_predictions(b / stage / sub / "predictions.jsonl"), resamples=resamples, seed=0,
-                                    sources=(f"{a}/{stage}/{sub}", f"{b}/{stage}/{sub}"))
+                                    read_predictions(b / stage_b / sub / "predictions.jsonl"), resamples=resamples, seed=0,
+                                    sources=(f"{a}/{stage}/{sub}", f"{b}/{stage_b}/{sub}"))
             row.update(entity=boot["entity"], relation=boot["relation"])
         rows.append(row)
     return rows
@@ -104,8 +112,10 @@ def _delta(m: dict | None) -> str:
     return f"{100 * m['delta']:+.1f} [{100 * m['low']:+.1f}, {100 * m['high']:+.1f}]"
 
 
-def render(rows: list[dict], a: Path, b: Path, stage: str, resamples: int) -> str:
-    lines = [f"Stage `{stage}`: A = `{a}`, B = `{b}`; B - A with the paired bootstrap's 95% interval "
+def render(rows: list[dict], a: Path, b: Path, stage: str, resamples: int, stage_b: str = "") -> str:
+    which = (f"Stage `{stage}`: A = `{a}`, B = `{b}`" if stage_b in ("", stage)
+             else f"A = `{a}/{stage}`, B = `{b}/{stage_b}`")
+    lines = [f"{which}; B - A with the paired bootstrap's 95% interval "
              f"({resamples} resamples, seed 0). Off-list: the share of predicted types not in the prompt's lists; "
              "empty answers: the share of sentences answered with the empty graph.", "",
              "| set (sentences) | entity F1 A / B | B - A [95%] | strict relation F1 A / B | B - A [95%] "
@@ -121,7 +131,8 @@ def render(rows: list[dict], a: Path, b: Path, stage: str, resamples: int) -> st
 
 def ab(flags: ABFlags) -> str:
     a, b = Path(flags.a), Path(flags.b)
-    text = render(compare(a, b, flags.stage, flags.resamples), a, b, flags.stage, flags.resamples)
+    rows = compare(a, b, flags.stage, flags.resamples, flags.stage_b)
+    text = render(rows, a, b, flags.stage, flags.resamples, flags.stage_b)
     print(text, end="")
     if flags.out:
         write_text_atomic(Path(flags.out), text)

@@ -27,19 +27,19 @@ def graph(i: int) -> dict:
             "relations": [{"head": p, "tail": o, "type": "works for"}]}
 
 
-def fake_run(root: Path, right: set[int], n: int = 20, empty_rate: float = 0.0) -> Path:
-    """A run whose stage `sft` got sentences `right` fully right and answered the rest with nothing."""
+def fake_run(root: Path, right: set[int], n: int = 20, empty_rate: float = 0.0, stage: str = "sft") -> Path:
+    """A run whose `stage` got sentences `right` fully right and answered the rest with nothing."""
     gold = [Example(f"s{i}", f"Person{i} works for Org{i}.", *TYPES, Graph.from_dict(graph(i))) for i in range(n)]
     conditions = {}
     for sub in ("test", "conditions/renamed", "conditions/empty"):
-        folder = root / "sft" / sub
+        folder = root / stage / sub
         folder.mkdir(parents=True)
         write_jsonl(folder / "gold.jsonl", gold)
         rows = [{"id": ex.id, "graph": graph(i) if i in right else EMPTY_GRAPH} for i, ex in enumerate(gold)]
         (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         if sub != "test":
             conditions[sub.split("/")[1]] = {"out_of_schema_rate": 0.25, "empty_answer_rate": empty_rate}
-    (root / "sft" / "stage.json").write_text(json.dumps(
+    (root / stage / "stage.json").write_text(json.dumps(
         {"test": {"out_of_schema_rate": 0.01}, "conditions": conditions}))
     return root
 
@@ -66,3 +66,15 @@ def test_an_unfinished_stage_and_unpaired_sentences_are_errors_naming_the_file(t
     b = fake_run(tmp_path / "b", right={1}, n=12)
     with pytest.raises(quality_ab.ABError, match=r"gold.jsonl differ: the runs evaluated other sentences"):
         quality_ab.compare(a, b, "sft")
+
+
+def test_two_stages_of_one_run_pair_up_and_the_table_names_both(tmp_path):
+    run = fake_run(tmp_path / "run", right=set(range(5)))
+    fake_run(run, right=set(range(15)), stage="grpo")
+    rows = {r["set"]: r for r in quality_ab.compare(run, run, "sft", resamples=200, stage_b="grpo")}
+    assert rows["test"]["relation"]["low"] > 0  # grpo's 15 right against sft's 5
+    text = quality_ab.main(["--a", str(run), "--b", str(run), "--stage", "sft", "--stage_b", "grpo",
+                            "--resamples", "200"])
+    assert text.startswith(f"A = `{run}/sft`, B = `{run}/grpo`;")
+    with pytest.raises(quality_ab.ABError, match=r"run/sft_more/stage.json: no such file"):
+        quality_ab.compare(run, run, "sft", stage_b="sft_more")
