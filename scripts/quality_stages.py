@@ -7,6 +7,7 @@ Each stage writes <out>/<stage>/stage.json last; an existing one means "done, sk
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -230,7 +231,7 @@ def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: di
         dynamic_sampling=2, dynamic_sampling_spares=0,
         dtype=cpu.training_dtype() if dtype == "auto" else dtype,
         reward_weights=dict(weights or {}), output_dir=str(out_dir), run_name=f"bench-{stage}",
-        save_steps=min(RESUME_EVERY, selection_every(sizes, stage, more_sft_steps)), save_total_limit=1000, sample_every=5, report_to=("none",), seed=seed,
+        save_steps=save_every(selection_every(sizes, stage, more_sft_steps)), save_total_limit=1000, sample_every=5, report_to=("none",), seed=seed,
     )
     # Default weights unless told; the reference scheme turns every other reward off (weights merge by name).
     cfg.resume = (out_dir / "config.json").is_file()  # an interrupted stage continues from its last checkpoint
@@ -238,16 +239,22 @@ def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: di
     return cfg
 
 
-# Checkpoints come this often whatever the selection's spacing, so that a run cut off loses little;
+# Checkpoints come at least this often whatever the selection's spacing, so that a run cut off loses little;
 # only every selection_every-th of them (and the last) is a selection candidate.
 RESUME_EVERY = 10
 
 
 def selection_every(sizes: Sizes, stage: str, more_sft_steps: int = 0) -> int:
-    """Steps between dev-selection candidates; (b+) is checkpointed as many times as (c) is."""
+    """Steps between dev-selection candidates; (b+) is checkpointed as many times as (c) is (RESUME_EVERY's multiples)."""
     if more_sft_steps:
-        return max(1, more_sft_steps // more_sft_checkpoints(sizes))
+        every = max(1, more_sft_steps // more_sft_checkpoints(sizes))
+        return every - every % RESUME_EVERY if every > RESUME_EVERY else every
     return sizes.select_every if stage == "sft" else sizes.grpo_select_every
+
+
+def save_every(select_every: int) -> int:
+    """Every candidate a saved checkpoint: saves every min(10, 16) steps left 16-step candidates only the last."""
+    return math.gcd(RESUME_EVERY, select_every)
 
 
 def checkpoints(stage_dir: Path) -> list[Path]:
@@ -288,7 +295,7 @@ def train_only(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict 
     trains = not (done and done["steps"] >= (cfg.sft_max_steps if stage == "sft" else cfg.grpo_max_steps))
     record = folder / "training.json"
     runs = _earlier_runs(record, Path(session.run.dir) / stage)
-    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    started, cpu_started = time.perf_counter(), time.process_time()  # CPU: user + system, every thread
     if trains:  # marked first: if this invocation is cut off, the next one credits its time (_earlier_runs)
         write_json_atomic(record, {"runs": runs, "in_progress": {"wall_started": time.time(), "in_stage": in_stage,
                                                                  "threads": len(os.sched_getaffinity(0))}})
@@ -296,7 +303,7 @@ def train_only(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict 
         ensure_model(session, adapter=start_adapter)
     getattr(train, stage)(session)  # when finished earlier, this only records the stage in the session
     if trains:
-        runs.append({"train_s": round(time.perf_counter() - started, 1), "cpu_s": round(_cpu_seconds() - cpu_started, 1),
+        runs.append({"train_s": round(time.perf_counter() - started, 1), "cpu_s": round(time.process_time() - cpu_started, 1),
                      "threads": len(os.sched_getaffinity(0)), "in_stage": in_stage,
                      "loadavg_1min_end": round(os.getloadavg()[0], 2)})
         write_json_atomic(record, {"runs": runs})
@@ -317,14 +324,6 @@ def _earlier_runs(record: Path, stage_dir: Path) -> list[dict]:
                      "threads": cut["threads"], "in_stage": cut["in_stage"], "interrupted": True})
         write_json_atomic(record, {"runs": runs})
     return runs
-
-
-def _cpu_seconds() -> float:
-    """This process's user + system CPU time (every thread: torch's and llama.cpp's)."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def train_stage(folder: Path, sizes: Sizes, seed: int, stage: str, weights: dict | None, start_adapter: Path | None,

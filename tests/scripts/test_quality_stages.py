@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
@@ -58,3 +60,21 @@ def test_the_sft_data_design_flags_reach_the_training_config(tmp_path):
     default = quality_stages.train_config(tmp_path / "run2", quality_stages.FULL, 42, "sft", None, "fp32", 0)
     assert default.augment_rename_prob == 0.5 and default.augment_distractors == "none"
     assert default.augment_synonyms == "builtin"
+
+
+@pytest.mark.parametrize("stage,grpo_select_every,more_sft_steps", [
+    ("grpo", 16, 0),     # the fourteenth session's runs: saves every 10 left only the last step a candidate
+    ("grpo", 40, 0),     # the full run's
+    ("sft_more", 40, 1104),  # the fifth study's (b+): 1104 // 4 = 276 steps between candidates before
+    ("sft_more", 40, 7),
+])
+def test_every_selection_candidate_is_a_saved_checkpoint(tmp_path, stage, grpo_select_every, more_sft_steps):
+    from dataclasses import replace
+
+    sizes = replace(quality_stages.FULL, grpo_select_every=grpo_select_every)
+    every = quality_stages.selection_every(sizes, stage, more_sft_steps)
+    cfg = quality_stages.train_config(tmp_path / "run", sizes, 42, "sft" if more_sft_steps else stage, None, "fp32",
+                                      more_sft_steps)
+    assert every % cfg.save_steps == 0 and cfg.save_steps <= quality_stages.RESUME_EVERY
+    if more_sft_steps:  # (b+) has as many candidates as (c) (4), or one a step when it has fewer steps
+        assert more_sft_steps // every >= min(more_sft_steps, quality_stages.more_sft_checkpoints(sizes))
