@@ -78,3 +78,12 @@ def test_every_selection_candidate_is_a_saved_checkpoint(tmp_path, stage, grpo_s
     assert every % cfg.save_steps == 0 and cfg.save_steps <= quality_stages.RESUME_EVERY
     if more_sft_steps:  # (b+) has as many candidates as (c) (4), or one a step when it has fewer steps
         assert more_sft_steps // every >= min(more_sft_steps, quality_stages.more_sft_checkpoints(sizes))
+
+
+def test_the_grpo_learning_rate_flag_reaches_the_training_config(tmp_path):
+    from dataclasses import replace
+
+    cfg = quality_stages.train_config(tmp_path / "run", replace(quality_stages.QUICK, grpo_learning_rate=3e-5),
+                                      42, "grpo", None, "fp32", 0)
+    assert cfg.grpo_learning_rate == 3e-5
+    assert quality_stages.train_config(tmp_path / "b", quality_stages.FULL, 42, "grpo").grpo_learning_rate == 1e-4
