@@ -13,7 +13,8 @@ bootstrap interval of `t2g compare` (t2g.eval.compare), and the off-list and emp
 The last form asks what a row of one run adds over another ((c) over (b+)) when the run's report cannot be
 written yet, because some of its rows have not run.
 
-Prints a Markdown table; with --out also writes it (atomically). Reads each run's `<stage>/stage.json`
+Prints a Markdown table (and, for a GRPO row, its run's logged diagnostics: reward, flat groups, completion
+lengths); with --out also writes it (atomically). Reads each run's `<stage>/stage.json`
 and predictions; a stage that has not finished, or sets that do not pair up, are an error naming them.
 """
 
@@ -26,7 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from quality_report import BOOTSTRAP_RESAMPLES as RESAMPLES, EMPTY  # noqa: E402  (the study's own, light)
+from quality_render import diagnostics_table  # noqa: E402
+from quality_report import BOOTSTRAP_RESAMPLES as RESAMPLES, EMPTY, run_diagnostics  # noqa: E402  (the study's own, light)
+from quality_stages import GRPO_ROWS  # noqa: E402
 from t2g.files import write_text_atomic  # noqa: E402
 from t2g.flags import flag, run  # noqa: E402
 
@@ -133,6 +136,10 @@ def ab(flags: ABFlags) -> str:
     a, b = Path(flags.a), Path(flags.b)
     rows = compare(a, b, flags.stage, flags.resamples, flags.stage_b)
     text = render(rows, a, b, flags.stage, flags.resamples, flags.stage_b)
+    sides = {f"A: `{a}/{flags.stage}`": (a, flags.stage), f"B: `{b}/{flags.stage_b or flags.stage}`": (b, flags.stage_b or flags.stage)}
+    diag = {label: run_diagnostics(Path(stage_info(run, stage)["run_dir"])) for label, (run, stage) in sides.items()
+            if stage in GRPO_ROWS}  # a GRPO row's reward, flat groups and lengths beside its scores
+    text += "\n".join(diagnostics_table(diag)) + "\n" if diag else ""
     print(text, end="")
     if flags.out:
         write_text_atomic(Path(flags.out), text)

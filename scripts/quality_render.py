@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from quality_report import DIAG_METRICS, PAIRS
-from quality_stages import GRPO_ROWS, ROW_LABEL, ROWS, SEEDED_C
+from quality_stages import ROW_LABEL, ROWS, SEEDED_C
 
 # Rows in reading order: the controls first, then GRPO.
 DISPLAY = ("base", "sft", "sft_more", *(k for k in ROWS if k.startswith("grpo")))
@@ -165,8 +165,7 @@ def diagnostics_table(diag: dict) -> list[str]:
         return []
     lines = ["", "### GRPO diagnostics (the runs' log_history.json; mean over all steps / last 10 steps)", "",
              "| run | " + " | ".join(DIAG_METRICS) + " |", "|---|" + "---|" * len(DIAG_METRICS)]
-    for key in GRPO_ROWS:
-        d = diag[key]
+    for key, d in diag.items():
         lines.append(f"| {key} | " + " | ".join(f"{_fmt(d[m]['mean'])} / {_fmt(d[m]['last10'])}" for m in DIAG_METRICS) + " |")
     return lines + ["", "`dynamic_sampling/flat_groups` is the share of a step's groups whose rewards were all equal "
                         "before refilling; `still_flat` after it (those are the dropped prompts' share: they carry no "

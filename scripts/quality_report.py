@@ -65,15 +65,17 @@ def log_series(run_dir: Path, stage: str, key: str) -> list[tuple[int, float]]:
 
 
 def grpo_diagnostics(rows: dict) -> dict:
-    """Mean over all steps and over the last 10 of each GRPO run's logged metrics (None: not logged)."""
+    """Each GRPO row's run_diagnostics."""
+    return {key: run_diagnostics(Path(rows[key]["run_dir"])) for key in GRPO_ROWS}
+
+
+def run_diagnostics(run: Path) -> dict:
+    """Mean over all steps and over the last 10 of one GRPO run's logged metrics (None: not logged)."""
     out = {}
-    for key in GRPO_ROWS:
-        run = Path(rows[key]["run_dir"])
-        out[key] = {}
-        for m in DIAG_METRICS:
-            values = [v for _, v in log_series(run, "grpo", m)]
-            out[key][m] = {"mean": sum(values) / len(values) if values else None,
-                           "last10": sum(values[-10:]) / len(values[-10:]) if values else None}
+    for m in DIAG_METRICS:
+        values = [v for _, v in log_series(run, "grpo", m)]
+        out[m] = {"mean": sum(values) / len(values) if values else None,
+                  "last10": sum(values[-10:]) / len(values[-10:]) if values else None}
     return out
 
 

@@ -39,8 +39,14 @@ def fake_run(root: Path, right: set[int], n: int = 20, empty_rate: float = 0.0, 
         (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         if sub != "test":
             conditions[sub.split("/")[1]] = {"out_of_schema_rate": 0.25, "empty_answer_rate": empty_rate}
-    (root / stage / "stage.json").write_text(json.dumps(
-        {"test": {"out_of_schema_rate": 0.01}, "conditions": conditions}))
+    info = {"test": {"out_of_schema_rate": 0.01}, "conditions": conditions}
+    if stage.startswith("grpo"):  # a GRPO row's run logs its steps
+        run_dir = root / stage / "run"
+        (run_dir / "grpo").mkdir(parents=True)
+        (run_dir / "grpo" / "log_history.json").write_text(json.dumps(
+            [{"step": i, "reward": 1.0 + i / 10, "frac_reward_zero_std": 0.25} for i in range(1, 21)]))
+        info["run_dir"] = str(run_dir)
+    (root / stage / "stage.json").write_text(json.dumps(info))
     return root
 
 
@@ -76,5 +82,7 @@ def test_two_stages_of_one_run_pair_up_and_the_table_names_both(tmp_path):
     text = quality_ab.main(["--a", str(run), "--b", str(run), "--stage", "sft", "--stage_b", "grpo",
                             "--resamples", "200"])
     assert text.startswith(f"A = `{run}/sft`, B = `{run}/grpo`;")
+    # the GRPO row's diagnostics follow (sft has none): reward 1.1 .. 3.0, mean 2.05, last ten 2.55
+    assert f"| B: `{run}/grpo` | 2.05 / 2.55 | 0.25 / 0.25 |" in text and "A: " not in text
     with pytest.raises(quality_ab.ABError, match=r"run/sft_more/stage.json: no such file"):
         quality_ab.compare(run, run, "sft", stage_b="sft_more")
