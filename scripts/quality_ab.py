@@ -133,12 +133,11 @@ def render(rows: list[dict], a: Path, b: Path, stage: str, resamples: int, stage
 
 
 def ab(flags: ABFlags) -> str:
-    a, b = Path(flags.a), Path(flags.b)
-    rows = compare(a, b, flags.stage, flags.resamples, flags.stage_b)
-    text = render(rows, a, b, flags.stage, flags.resamples, flags.stage_b)
-    sides = {f"A: `{a}/{flags.stage}`": (a, flags.stage), f"B: `{b}/{flags.stage_b or flags.stage}`": (b, flags.stage_b or flags.stage)}
-    diag = {label: run_diagnostics(Path(stage_info(run, stage)["run_dir"])) for label, (run, stage) in sides.items()
-            if stage in GRPO_ROWS}  # a GRPO row's reward, flat groups and lengths beside its scores
+    a, b, stage_b = Path(flags.a), Path(flags.b), flags.stage_b or flags.stage
+    text = render(compare(a, b, flags.stage, flags.resamples, stage_b), a, b, flags.stage, flags.resamples, stage_b)
+    sides = {"A": (a, flags.stage), "B": (b, stage_b)}
+    diag = {f"{side}: `{run}/{stage}`": run_diagnostics(Path(stage_info(run, stage)["run_dir"]))
+            for side, (run, stage) in sides.items() if stage in GRPO_ROWS}  # a GRPO row's reward, flat groups, lengths
     text += "\n".join(diagnostics_table(diag)) + "\n" if diag else ""
     print(text, end="")
     if flags.out:

@@ -248,12 +248,12 @@ def selection_every(sizes: Sizes, stage: str, more_sft_steps: int = 0) -> int:
     """Steps between dev-selection candidates; (b+) is checkpointed as many times as (c) is (RESUME_EVERY's multiples)."""
     if more_sft_steps:
         every = max(1, more_sft_steps // more_sft_checkpoints(sizes))
-        return every - every % RESUME_EVERY if every > RESUME_EVERY else every
+        return math.ceil(every / RESUME_EVERY) * RESUME_EVERY if every > RESUME_EVERY else every
     return sizes.select_every if stage == "sft" else sizes.grpo_select_every
 
 
 def save_every(select_every: int) -> int:
-    """Every candidate a saved checkpoint: saves every min(10, 16) steps left 16-step candidates only the last."""
+    """Saves that include every candidate (saves every min(10, 16) steps had left 16-step candidates unsaved)."""
     return math.gcd(RESUME_EVERY, select_every)
 
 

@@ -62,22 +62,24 @@ def test_the_sft_data_design_flags_reach_the_training_config(tmp_path):
     assert default.augment_synonyms == "builtin"
 
 
-@pytest.mark.parametrize("stage,grpo_select_every,more_sft_steps", [
-    ("grpo", 16, 0),     # the fourteenth session's runs: saves every 10 left only the last step a candidate
-    ("grpo", 40, 0),     # the full run's
-    ("sft_more", 40, 1104),  # the fifth study's (b+): 1104 // 4 = 276 steps between candidates before
-    ("sft_more", 40, 7),
+@pytest.mark.parametrize("stage,grpo_select_every,more_sft_steps,n_candidates", [
+    ("grpo", 16, 0, 10),       # candidates every 16 (the fourteenth session ran them): saves every 10 had missed all but the last
+    ("grpo", 40, 0, 4),        # the full run's
+    ("sft_more", 40, 1104, 4),  # the fifth study's (b+): 276 steps between candidates, none of them saved, before
+    ("sft_more", 40, 7, 7),     # fewer steps than (c) has candidates: each one
 ])
-def test_every_selection_candidate_is_a_saved_checkpoint(tmp_path, stage, grpo_select_every, more_sft_steps):
+def test_every_selection_candidate_is_a_saved_checkpoint(tmp_path, stage, grpo_select_every, more_sft_steps, n_candidates):
     from dataclasses import replace
 
     sizes = replace(quality_stages.FULL, grpo_select_every=grpo_select_every)
     every = quality_stages.selection_every(sizes, stage, more_sft_steps)
     cfg = quality_stages.train_config(tmp_path / "run", sizes, 42, "sft" if more_sft_steps else stage, None, "fp32",
                                       more_sft_steps)
-    assert every % cfg.save_steps == 0 and cfg.save_steps <= quality_stages.RESUME_EVERY
-    if more_sft_steps:  # (b+) has as many candidates as (c) (4), or one a step when it has fewer steps
-        assert more_sft_steps // every >= min(more_sft_steps, quality_stages.more_sft_checkpoints(sizes))
+    steps = more_sft_steps or sizes.grpo_steps
+    saved = set(range(cfg.save_steps, steps + 1, cfg.save_steps)) | {steps}
+    candidates = set(range(every, steps + 1, every)) | {steps}  # as select_on_dev picks them: every-th and the last
+    assert candidates <= saved and cfg.save_steps <= quality_stages.RESUME_EVERY
+    assert len(candidates) == n_candidates
 
 
 def test_the_grpo_learning_rate_flag_reaches_the_training_config(tmp_path):
