@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from t2g.train import distributed
-from t2g.data.augment import AugmentConfig, augment
+from t2g.data.augment import AugmentConfig, answer_mix, augment
 from t2g.data.synonyms import load_distractors, load_synonyms
 from t2g.train.config import ConfigError, TrainConfig
 from t2g.data.canonical import Example
@@ -55,6 +55,10 @@ def load_data(cfg: TrainConfig) -> list[Example]:
             copies=cfg.augment_copies, synonyms=synonyms, rename_prob=cfg.augment_rename_prob if synonyms else 0.0,
             empty_target_prob=cfg.augment_empty_prob, drop_type_prob=cfg.augment_drop_prob,
             foreign_entity_types=foreign_e, foreign_relation_types=foreign_r), seed=cfg.seed)
+        n = len(examples) // (cfg.augment_copies + 1)  # the originals come first
+        originals, copies = answer_mix(examples[:n]), answer_mix(examples[n:])
+        print(f"t2g: answers of the {sum(originals.values())} examples / {sum(copies.values())} augmented copies: "
+              + ", ".join(f"{k.replace('_', ' ')} {originals[k]} / {copies[k]}" for k in originals))
     return examples
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import stat
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -485,3 +486,15 @@ def test_load_synonyms(tmp_path):
             load_synonyms(str(bad))
     with pytest.raises(DataError, match="no such file; give none, builtin, wide, or a JSON file"):
         load_synonyms(str(tmp_path / "missing.json"))
+
+
+def test_answer_mix_counts_relations_entities_only_and_empty(shipped):
+    from t2g.data.augment import answer_mix
+
+    def with_graph(ex, entities, relations):
+        return replace(ex, graph=Graph(tuple(ex.graph.entities[:entities]), tuple(ex.graph.relations[:relations])))
+
+    ex = next(e for e in shipped if e.graph.relations)
+    rows = [with_graph(ex, 9, 9), with_graph(ex, 9, 9), with_graph(ex, 9, 0), with_graph(ex, 0, 0)]
+    assert answer_mix(rows) == {"relations": 2, "entities_only": 1, "empty": 1}
+    assert answer_mix([]) == {"relations": 0, "entities_only": 0, "empty": 0}

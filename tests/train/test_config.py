@@ -251,3 +251,17 @@ def test_augment_synonyms_rename_some_training_copies(Config):
     assert len(renamed) == len(plain)
     assert new and new <= names  # the shipped examples' person, organization, location renamed
     assert renamed[:len(renamed) // 3] == plain[:len(plain) // 3]  # the originals are never renamed
+
+
+def test_load_data_prints_the_answer_mix_of_originals_and_copies(Config, capsys):
+    from t2g.data.augment import answer_mix
+    from t2g.train.session import load_data
+
+    examples = load_data(from_flags(Config, {"dataset": "examples", "augment_copies": 2, "augment_empty_prob": 1.0}))
+    n = len(examples) // 3
+    originals, copies = answer_mix(examples[:n]), answer_mix(examples[n:])
+    assert copies == {"relations": 0, "entities_only": 0, "empty": 2 * n}  # every copy asks only for absent types
+    assert sum(originals.values()) == n and originals["empty"] < n
+    line = next(l for l in capsys.readouterr().out.splitlines() if "augmented copies" in l)
+    assert line == (f"t2g: answers of the {n} examples / {2 * n} augmented copies: relations {originals['relations']} / 0, "
+                    f"entities only {originals['entities_only']} / 0, empty {originals['empty']} / {2 * n}")
