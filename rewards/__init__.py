@@ -18,7 +18,7 @@ from typing import Any
 from rewards.analysis import DEFAULT_MAX_COMPLETION_CHARS, Analysis, BatchAnalyzer, GoldError
 from rewards.diagnostics import Diagnostics
 from rewards.registry import (DEFAULT_WEIGHTS, RANGES, REASONING_ONLY, REFERENCE_WEIGHTS, REGISTRY, REWARDS, Reward, build,
-                              check_weights)
+                              check_weights, parse_weights)
 
 __all__ = [
     "Analysis",
@@ -36,6 +36,7 @@ __all__ = [
     "RewardDiagnosticsCallback",
     "build",
     "check_weights",
+    "parse_weights",
 ]
 
 

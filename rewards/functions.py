@@ -68,6 +68,27 @@ def relation_f1(a: Analysis) -> float:
     return a.score.relation.f1 if a.score is not None else 0.0
 
 
+# The corpus relation F1 at which relation_gain prices a false positive against a true positive: the study's
+# SmolLM2-135M models score 0.3-0.55 (docs/results.md).
+RELATION_GAIN_F1 = 0.5
+
+
+def relation_gain(a: Analysis) -> float:
+    """TRAINING ONLY: one sentence's share of corpus (micro) relation F1, in [-1, 1]:
+    (2 TP - F x predicted) / ((2 - F) x max(gold, 1)) with F = RELATION_GAIN_F1, at most -1.
+    Why: corpus F1 = 2 TP / (predicted + gold) gains 2 / (P + G) per true positive and loses F / (P + G) per
+    prediction, so a relation is worth predicting when its chance of being right exceeds F / 2. Per-sentence
+    `relation_f1` instead pays 1.0 for no relations where the gold has none, as much as a perfect list: a model
+    weak at relations on some prompts learns to predict none there (issue 18's GRPO runs on prompts listing
+    foreign relation types). Here leaving relations out earns 0 whatever the gold, a perfect list 1, and a
+    false positive costs F / (2 - F) of a gold relation. No usable graph: 0.0 for no gold relations, else -1.0
+    (breaking the JSON must not beat a wrong list)."""
+    if a.score is None:
+        return -1.0 if a.gold.relations else 0.0
+    c = a.score.relation
+    return max(-1.0, (2 * c.tp - RELATION_GAIN_F1 * c.n_pred) / ((2 - RELATION_GAIN_F1) * max(c.n_gold, 1)))
+
+
 def _flagged_fraction(a: Analysis, kinds: frozenset[str], n_items: int) -> float:
     """Minus the fraction of items (by path) with at least one violation of `kinds`; -1 without a graph."""
     if a.graph is None:

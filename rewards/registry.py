@@ -61,6 +61,8 @@ REWARDS: tuple[Reward, ...] = (
            "minus the fraction of dangling or repeated items; -1 without a usable graph"),
     Reward("truncation", f.truncation, (-1.0, 0.0), 1.0, False,
            "-1 when cut at the length limit (and no credit from any other reward)"),
+    Reward("relation_gain", f.relation_gain, (-1.0, 1.0), 0.0, False,
+           "training-only: a sentence's share of corpus relation F1 (leaving relations out earns 0, not 1)"),
     Reward("soft_entity_match", f.soft_entity_match, (0.0, 1.0), 0.0, False,
            "training-only partial credit for near-miss spans; never used in evaluation"),
 )
@@ -99,6 +101,22 @@ def check_weights(weights: Mapping[str, float]) -> None:
         if w < 0:
             # A negative weight on a penalty would pay for the violation it measures.
             raise ValueError(f"weight of reward '{name}' must be >= 0 (penalties are already negative), got {w!r}")
+
+
+def parse_weights(items: Sequence[str]) -> dict[str, float]:
+    """`name=weight` items (a comma-separated flag's value, e.g. `relation_f1=0,relation_gain=1`) as a
+    weights mapping, checked as `build` checks it; ValueError names the item that is wrong."""
+    weights: dict[str, float] = {}
+    for item in items:
+        name, sep, value = (part.strip() for part in item.partition("="))
+        try:
+            if not (sep and name):
+                raise ValueError(item)
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"reward weight {item!r}: expected name=weight, e.g. relation_gain=1") from None
+    check_weights(weights)
+    return weights
 
 
 def build(

@@ -47,6 +47,7 @@ from quality_stages import (DATA, FULL, GRPO_ROWS, QUICK, ROWS, BenchError, Size
 from quality_budget import more_sft_steps  # noqa: E402
 from quality_render import render  # noqa: E402
 from quality_report import report  # noqa: E402
+import rewards  # noqa: E402  (light)
 from t2g.flags import flag, parse, read_command_line, run  # noqa: E402
 from t2g.train import malloc as allocator  # noqa: E402
 
@@ -143,8 +144,16 @@ def _training(out: Path, stage: str, sizes: Sizes, flags: _Flags) -> tuple:
     start = selected_sft(out, flags.wait_s)
     if stage == "sft_more":
         return sizes, flags.seed, "sft", None, start, flags.dtype
-    weights = reference_weights() if stage == "grpo_ref" else {}  # {}: the registry's DEFAULT_WEIGHTS
+    weights = reference_weights() if stage == "grpo_ref" else c_weights(sizes)
     return sizes, flags.seed + GRPO_ROWS[stage], "grpo", weights, start, flags.dtype
+
+
+def c_weights(sizes: Sizes) -> dict[str, float]:
+    """(c)'s reward weights: --grpo_weights over the registry's DEFAULT_WEIGHTS (merged by name in training)."""
+    try:
+        return rewards.parse_weights(sizes.grpo_weights)
+    except ValueError as exc:
+        raise BenchError(f"--grpo_weights: {exc}") from None
 
 
 def _more(out: Path, stage: str, sizes: Sizes, flags: _Flags) -> dict:

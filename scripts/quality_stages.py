@@ -76,6 +76,7 @@ class Sizes:
     augment_rename_prob: float = flag(help="share of augmented copies whose types are renamed by training synonyms")
     augment_synonyms: str = flag(help="the synonyms they are renamed by: builtin, wide or a file (t2g.train.config)")
     grpo_learning_rate: float = flag(help="GRPO's learning rate (issue 18's tuning; the recipe's default is 5e-6)")
+    grpo_weights: tuple = flag(help="(c)'s reward weights over the defaults, name=weight,... (e.g. relation_f1=0,relation_gain=1)")
 
 
 # Data: CoNLL04 train + two type-augmented copies (2,766 examples); half the copies name their types with
@@ -91,11 +92,11 @@ class Sizes:
 FULL = Sizes(train_examples=0, sft_steps=1200, sft_batch=4, grpo_steps=160, grpo_batch=8, grpo_accum=2, num_generations=4,
              max_completion_length=256, select_every=200, grpo_select_every=40, dev_limit=40, test_limit=0, parity_limit=4, max_new_tokens=320,
              conditions_limit=100, augment_distractors="none", augment_empty_prob=0.1, augment_drop_prob=0.15,
-             augment_rename_prob=0.5, augment_synonyms="builtin", grpo_learning_rate=1e-4)
+             augment_rename_prob=0.5, augment_synonyms="builtin", grpo_learning_rate=1e-4, grpo_weights=())
 QUICK = Sizes(train_examples=4, sft_steps=2, sft_batch=2, grpo_steps=1, grpo_batch=2, grpo_accum=1, num_generations=2,
               max_completion_length=16, select_every=2, grpo_select_every=1, dev_limit=2, test_limit=2, parity_limit=1, max_new_tokens=32,
               conditions_limit=2, augment_distractors="none", augment_empty_prob=0.1, augment_drop_prob=0.15,
-              augment_rename_prob=0.5, augment_synonyms="builtin", grpo_learning_rate=1e-4)
+              augment_rename_prob=0.5, augment_synonyms="builtin", grpo_learning_rate=1e-4, grpo_weights=())
 
 
 def run_stage(out: Path, name: str, fn: Callable[[Path], dict]) -> dict:

@@ -35,12 +35,15 @@ def g(entities=(), relations=()) -> str:
 PERFECT = json.dumps(GOLD)
 THINK = "<think>Tim Cook heads Apple; Apple sits in Cupertino.</think>\n"
 ALL = list(rewards.REGISTRY)
-ZERO = {"entity_f1": 0.0, "relation_f1": 0.0, "grounding": -1.0, "type_adherence": -1.0, "consistency": -1.0}
+ZERO = {"entity_f1": 0.0, "relation_f1": 0.0, "grounding": -1.0, "type_adherence": -1.0, "consistency": -1.0}  # gold GOLD: also
+# relation_gain -1 (checked in test_relation_gain_prices_a_guess_as_corpus_f1_does)
+ENTITIES_ONLY = {"entities": [TC, AP, CU], "relations": []}
 
 # (id, completion, gold, completion_ids, expected {reward: value}, what a careful human would say)
 TABLE = [
     ("perfect", PERFECT, GOLD, OK_IDS,
-     {"json_valid": 1, "entity_f1": 1, "relation_f1": 1, "grounding": 0, "type_adherence": 0, "consistency": 0, "truncation": 0, "format": 0},
+     {"json_valid": 1, "entity_f1": 1, "relation_f1": 1, "grounding": 0, "type_adherence": 0, "consistency": 0, "truncation": 0, "format": 0,
+      "relation_gain": 1},
      "the right graph, nothing else: full marks (no think block, so no format credit)"),
     ("perfect_reasoning", THINK + PERFECT, GOLD, OK_IDS,
      {"format": 1, "json_valid": 1, "entity_f1": 1, "relation_f1": 1, "soft_entity_match": 1},
@@ -74,13 +77,21 @@ TABLE = [
      {"entity_f1": 1, "relation_f1": 1, "type_adherence": 0, "grounding": 0, "consistency": 0},
      "case and spacing do not change a type or a span: full credit"),
     ("empty_vs_empty", g(), EMPTY, OK_IDS,
-     {"json_valid": 1, "entity_f1": 1, "relation_f1": 1, "grounding": 0, "type_adherence": 0, "consistency": 0, "soft_entity_match": 1},
-     "nothing to extract and nothing extracted: a perfect answer"),
+     {"json_valid": 1, "entity_f1": 1, "relation_f1": 1, "grounding": 0, "type_adherence": 0, "consistency": 0, "soft_entity_match": 1,
+      "relation_gain": 0},
+     "nothing to extract and nothing extracted: a perfect answer (relation_gain: no relation found, none missed)"),
+    ("no_relations_where_none_hold", g([TC, AP, CU]), ENTITIES_ONLY, OK_IDS,
+     {"entity_f1": 1, "relation_f1": 1, "relation_gain": 0},
+     "the entities and no relation, as the gold has it: relation_f1 pays it like a perfect list, relation_gain 0"),
+    ("relation_where_none_holds", g([TC, AP, CU], [WORKS]), ENTITIES_ONLY, OK_IDS,
+     {"entity_f1": 1, "relation_f1": 0, "relation_gain": -1 / 3, "consistency": 0},
+     "a false relation costs F / (2 - F) of a gold one under relation_gain, everything under relation_f1"),
     ("empty_vs_gold", g(), GOLD, OK_IDS,
-     {"json_valid": 1, "entity_f1": 0, "relation_f1": 0, "grounding": 0, "type_adherence": 0, "consistency": 0, "soft_entity_match": 0},
+     {"json_valid": 1, "entity_f1": 0, "relation_f1": 0, "grounding": 0, "type_adherence": 0, "consistency": 0, "soft_entity_match": 0,
+      "relation_gain": 0},
      "an empty graph when there is something to find: valid, but no quality credit"),
     ("garbage_vs_empty_gold", "not json", EMPTY, OK_IDS,
-     {"json_valid": 0, **ZERO},
+     {"json_valid": 0, **ZERO, "relation_gain": 0},
      "an unreadable answer is not 'nothing found', even when nothing was to be found"),
     ("same_entity_five_times", g([TC] * 5), GOLD, OK_IDS,
      {"entity_f1": 0.5, "relation_f1": 0, "consistency": -0.8},
@@ -102,10 +113,10 @@ TABLE = [
      {"entity_f1": 6 / 7, "relation_f1": 1, "grounding": -0.25, "consistency": 0},
      "one of four entities is not in the text: precision and grounding pay for it"),
     ("relation_to_unextracted", g([TC, AP], [WORKS, LOCATED]), GOLD, OK_IDS,
-     {"entity_f1": 0.8, "relation_f1": 0.5, "consistency": -0.25, "grounding": 0},
+     {"entity_f1": 0.8, "relation_f1": 0.5, "consistency": -0.25, "grounding": 0, "relation_gain": 1 / 3},
      "a relation to Cupertino, which was never extracted, is dangling and never matches: 1 of 2 right"),
     ("type_outside_lists", g([TC, {"text": "Apple", "type": "company"}, CU], [WORKS, LOCATED]), GOLD, OK_IDS,
-     {"entity_f1": 2 / 3, "relation_f1": 0, "type_adherence": -0.2},
+     {"entity_f1": 2 / 3, "relation_f1": 0, "type_adherence": -0.2, "relation_gain": -1 / 3},
      "'company' is not a given type: the entity and both relations through it lose credit"),
     ("relation_type_outside_lists", g([TC, AP, CU], [dict(WORKS, type="ceo of"), LOCATED]), GOLD, OK_IDS,
      {"entity_f1": 1, "relation_f1": 0.5, "type_adherence": -0.2},
@@ -182,6 +193,26 @@ def test_default_totals_rank_answers_as_a_human_would():
     assert _total(THINK + g([TC, AP, CU, {"text": "Steve Jobs", "type": "person"}], [WORKS, LOCATED])) < _total(THINK + PERFECT)
     # a cut completion is worth less than an honest empty answer
     assert _total(THINK + PERFECT[:40], ids=CUT_IDS) < _total(THINK + g())
+
+
+def test_relation_gain_prices_a_guess_as_corpus_f1_does():
+    from rewards.functions import RELATION_GAIN_F1
+
+    def gain(completion, gold=GOLD):
+        return rewards.REGISTRY["relation_gain"]([completion], text=[TEXT], entity_types=[ETYPES],
+                                                 relation_types=[RTYPES], graph=[gold])[0]
+
+    wrong = [{"head": "Apple", "tail": "Tim Cook", "type": "works for"}, {"head": "Tim Cook", "tail": "Cupertino", "type": "located in"},
+             {"head": "Cupertino", "tail": "Apple", "type": "located in"}, {"head": "Tim Cook", "tail": "Cupertino", "type": "works for"}]
+    # a list is worth predicting when its precision beats F / 2: break-even at exactly F / 2 (1 right of 4 at F = 0.5)
+    assert RELATION_GAIN_F1 == 0.5
+    assert gain(g([TC, AP, CU], [WORKS] + wrong[:2])) > 0 == pytest.approx(gain(g([TC, AP, CU], [WORKS] + wrong[:3])))
+    assert gain(g([TC, AP, CU], [WORKS] + wrong)) < 0 == gain(g([TC, AP, CU]))
+    # no usable graph is the worst where relations were to be found, and no worse than silence where none were
+    assert gain("not json") == -1.0 and gain("not json", ENTITIES_ONLY) == 0.0
+    # many false relations bottom out at -1
+    many = [{"head": "Tim Cook", "tail": "Apple", "type": f"r{i}"} for i in range(20)]
+    assert gain(g([TC, AP, CU], many), ENTITIES_ONLY) == -1.0
 
 
 def test_truncation_read_from_text_without_token_counts():

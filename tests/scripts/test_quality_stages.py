@@ -89,3 +89,24 @@ def test_the_grpo_learning_rate_flag_reaches_the_training_config(tmp_path):
                                       42, "grpo", None, "fp32", 0)
     assert cfg.grpo_learning_rate == 3e-5
     assert quality_stages.train_config(tmp_path / "b", quality_stages.FULL, 42, "grpo").grpo_learning_rate == 1e-4
+
+
+def test_the_grpo_weights_flag_reaches_c_and_only_c(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import bench_quality
+
+    flags = bench_quality.parse(bench_quality.Flags, bench_quality.read_command_line(
+        ["--quick", "--out=x", "--grpo_weights=relation_f1=0,relation_gain=1"], bench_quality.PROG))
+    sizes = replace(quality_stages.QUICK, grpo_weights=flags.grpo_weights)
+    cfg = quality_stages.train_config(tmp_path / "c", sizes, 42, "grpo", bench_quality.c_weights(sizes), "fp32", 0)
+    trained = quality_stages.grpo_weights(cfg)
+    assert trained["relation_gain"] == 1.0 and "relation_f1" not in trained and trained["entity_f1"] == 1.0
+    # unset: the registry's defaults, which leave relation_gain out
+    assert "relation_gain" not in quality_stages.grpo_weights(
+        quality_stages.train_config(tmp_path / "d", quality_stages.QUICK, 42, "grpo", bench_quality.c_weights(quality_stages.QUICK), "fp32", 0))
+    for bad, said in (("relation_gain", "expected name=weight"), ("relation_gian=1", "unknown reward"),
+                      ("relation_gain=-1", "must be >= 0"), ("relation_gain=x", "expected name=weight")):
+        with pytest.raises(bench_quality.BenchError, match=f"--grpo_weights: .*{said}"):
+            bench_quality.c_weights(replace(sizes, grpo_weights=(bad,)))
