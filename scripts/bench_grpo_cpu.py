@@ -168,6 +168,13 @@ def summarize(arm: str, results: list[dict]) -> dict:
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results), "limit": results[0]["max_completion_length"]}
 
 
+def round_ratios(arm: list[dict], base: list[dict]) -> list[float]:
+    """The arm's informative completions a second over the baseline's, round by round: the spread behind the
+    ratio of the totals (a step's cost follows its longest completion, so rounds differ)."""
+    return [summarize("", [a])["informative_per_s"] / max(summarize("", [b])["informative_per_s"], 1e-9)
+            for a, b in zip(arm, base)]
+
+
 def bench(flags: Flags) -> list[dict]:
     if flags.steps < 1 or flags.rounds < 1:
         raise FlagError("--steps and --rounds must be >= 1")
@@ -184,7 +191,8 @@ def bench(flags: Flags) -> list[dict]:
                 if subprocess.run([sys.executable, "-c", code]).returncode != 0:
                     sys.exit(f"bench_grpo_cpu: round {round_}, {arm} failed; its output is above (rerun to continue)")
             results[arm].append(json.loads((folder / "result.json").read_text()))
-    rows = [summarize(arm, results[arm]) for arm in flags.arms]
+    base = flags.arms[0]
+    rows = [{**summarize(arm, results[arm]), "round_x": round_ratios(results[arm], results[base])} for arm in flags.arms]
     print(report(rows, flags))
     (Path(flags.out) / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     return rows
@@ -203,6 +211,8 @@ def report(rows: list[dict], flags: Flags) -> str:
                      f"{r['tokens_per_s']:>8.1f} {r['tokens_per_s'] / base['tokens_per_s']:>5.2f} "
                      f"{r['informative_per_s']:>13.3f} {r['informative_per_s'] / max(base['informative_per_s'], 1e-9):>5.2f} "
                      f"{r['zero_std']:>8.2f} {r['peak_rss_mb']:>7} {r['peak_rss_mb'] / base['peak_rss_mb']:>5.2f}")
+    lines.append("informative/s x by round: " + "; ".join(
+        f"{r['arm']} {' '.join(f'{x:.2f}' for x in r['round_x'])}" for r in rows[1:]))
     lines.append("x: the ratio to the baseline (> 1: faster, for s/step the baseline's time over the arm's; for peak "
                  "memory the arm's over the baseline's). limit: the completion limit in tokens (auto: from the targets).")
     return "\n".join(lines)
