@@ -75,7 +75,7 @@ RELATION_GAIN_F1 = 0.5
 
 def relation_gain(a: Analysis) -> float:
     """TRAINING ONLY: one sentence's share of corpus (micro) relation F1, in [-1, 1]:
-    (2 TP - F x predicted) / ((2 - F) x max(gold, 1)) with F = RELATION_GAIN_F1, at most -1.
+    (2 TP - F x predicted) / ((2 - F) x max(gold, 1)) with F = RELATION_GAIN_F1, floored at -1.
     Why: corpus F1 = 2 TP / (predicted + gold) gains 2 / (P + G) per true positive and loses F / (P + G) per
     prediction, so a relation is worth predicting when its chance of being right exceeds F / 2. Per-sentence
     `relation_f1` instead pays 1.0 for no relations where the gold has none, as much as a perfect list: a model

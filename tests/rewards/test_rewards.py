@@ -35,8 +35,8 @@ def g(entities=(), relations=()) -> str:
 PERFECT = json.dumps(GOLD)
 THINK = "<think>Tim Cook heads Apple; Apple sits in Cupertino.</think>\n"
 ALL = list(rewards.REGISTRY)
-ZERO = {"entity_f1": 0.0, "relation_f1": 0.0, "grounding": -1.0, "type_adherence": -1.0, "consistency": -1.0}  # gold GOLD: also
-# relation_gain -1 (checked in test_relation_gain_prices_a_guess_as_corpus_f1_does)
+# No usable graph. relation_gain is not here: it depends on the gold (-1 where relations were to be found, 0 where none).
+ZERO = {"entity_f1": 0.0, "relation_f1": 0.0, "grounding": -1.0, "type_adherence": -1.0, "consistency": -1.0}
 ENTITIES_ONLY = {"entities": [TC, AP, CU], "relations": []}
 
 # (id, completion, gold, completion_ids, expected {reward: value}, what a careful human would say)
@@ -206,8 +206,10 @@ def test_relation_gain_prices_a_guess_as_corpus_f1_does():
              {"head": "Cupertino", "tail": "Apple", "type": "located in"}, {"head": "Tim Cook", "tail": "Cupertino", "type": "works for"}]
     # a list is worth predicting when its precision beats F / 2: break-even at exactly F / 2 (1 right of 4 at F = 0.5)
     assert RELATION_GAIN_F1 == 0.5
-    assert gain(g([TC, AP, CU], [WORKS] + wrong[:2])) > 0 == pytest.approx(gain(g([TC, AP, CU], [WORKS] + wrong[:3])))
-    assert gain(g([TC, AP, CU], [WORKS] + wrong)) < 0 == gain(g([TC, AP, CU]))
+    assert gain(g([TC, AP, CU], [WORKS] + wrong[:2])) > 0  # 1 right of 3
+    assert gain(g([TC, AP, CU], [WORKS] + wrong[:3])) == pytest.approx(0.0)  # 1 right of 4: as good as silence
+    assert gain(g([TC, AP, CU], [WORKS] + wrong)) < 0  # 1 right of 5
+    assert gain(g([TC, AP, CU])) == 0.0  # silence, whatever the gold
     # no usable graph is the worst where relations were to be found, and no worse than silence where none were
     assert gain("not json") == -1.0 and gain("not json", ENTITIES_ONLY) == 0.0
     # many false relations bottom out at -1
