@@ -110,11 +110,14 @@ def parse_weights(items: Sequence[str]) -> dict[str, float]:
     for item in items:
         name, sep, value = (part.strip() for part in item.partition("="))
         try:
-            if not (sep and name):
-                raise ValueError(item)
-            weights[name] = float(value)
+            weight = float(value)
         except ValueError:
-            raise ValueError(f"reward weight {item!r}: expected name=weight, e.g. relation_gain=1") from None
+            weight = None
+        if not (sep and name) or weight is None:
+            raise ValueError(f"reward weight {item!r}: expected name=weight, e.g. relation_gain=1")
+        if name in weights:
+            raise ValueError(f"reward weight {item!r}: {name} is weighted twice; give it once")
+        weights[name] = weight
     check_weights(weights)
     return weights
 

@@ -21,8 +21,8 @@ Arms run in a fresh process each (peak memory is the process's), alternating: ro
 then round 2 again (seed + 1), so that a machine that slows or speeds up over the run weighs on every
 arm alike. Printed per arm, over all its steps: seconds a step, completion tokens a second (the
 trained completions), informative completions a second (completions in groups whose rewards differ:
-the only ones with a gradient), each as a ratio to `today` measured in the same run, and the peak
-resident memory. Finished (arm, round) results are kept in --out, so a run that was cut off continues.
+the only ones with a gradient), each as a ratio to `today` measured in the same run, llama.cpp's
+sampling seconds a step, and the peak resident memory. Finished (arm, round) results are kept in --out, so a run that was cut off continues.
 """
 
 from __future__ import annotations
@@ -162,8 +162,10 @@ def summarize(arm: str, results: list[dict]) -> dict:
     steps = sum(len(r["step_s"]) for r in results)
     tokens = sum(length * r["completions_per_step"] for r in results for length in r["mean_length"] if length)
     informative = sum((1 - z) * r["completions_per_step"] for r in results for z in r["frac_reward_zero_std"])
+    sampled = [s for r in results for s in r["sample_s"] if s is not None]  # logged by the llama.cpp rollout only
     return {"arm": arm, "steps": steps, "s_per_step": seconds / steps, "tokens_per_s": tokens / seconds,
             "informative_per_s": informative / seconds,
+            "sample_s_per_step": sum(sampled) / len(sampled) if len(sampled) == steps else None,
             "zero_std": statistics.mean(z for r in results for z in r["frac_reward_zero_std"]),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results), "limit": results[0]["max_completion_length"]}
 
@@ -205,17 +207,23 @@ def report(rows: list[dict], flags: Flags) -> str:
              f"completions a step, {flags.rounds} round(s) x {flags.steps} step(s) an arm on {flags.threads} core(s); "
              f"ratios against {base['arm']} measured in this run.",
              f"{'arm':<17} {'limit':>5} {'s/step':>7} {'x':>5} {'tokens/s':>8} {'x':>5} {'informative/s':>13} {'x':>5} "
-             f"{'zero-std':>8} {'peak MB':>7} {'x':>5}"]
+             f"{'sample s':>8} {'zero-std':>8} {'peak MB':>7} {'x':>5}"]
     for r in rows:
         lines.append(f"{r['arm']:<17} {r['limit']!s:>5} {r['s_per_step']:>7.1f} {base['s_per_step'] / r['s_per_step']:>5.2f} "
                      f"{r['tokens_per_s']:>8.1f} {r['tokens_per_s'] / base['tokens_per_s']:>5.2f} "
                      f"{r['informative_per_s']:>13.3f} {r['informative_per_s'] / max(base['informative_per_s'], 1e-9):>5.2f} "
-                     f"{r['zero_std']:>8.2f} {r['peak_rss_mb']:>7} {r['peak_rss_mb'] / base['peak_rss_mb']:>5.2f}")
+                     f"{_seconds(r['sample_s_per_step']):>8} {r['zero_std']:>8.2f} {r['peak_rss_mb']:>7} {r['peak_rss_mb'] / base['peak_rss_mb']:>5.2f}")
     lines.append("informative/s x by round: " + "; ".join(
         f"{r['arm']} {' '.join(f'{x:.2f}' for x in r['round_x'])}" for r in rows[1:]))
     lines.append("x: the ratio to the baseline (> 1: faster, for s/step the baseline's time over the arm's; for peak "
-                 "memory the arm's over the baseline's). limit: the completion limit in tokens (auto: from the targets).")
+                 "memory the arm's over the baseline's). limit: the completion limit in tokens (auto: from the targets). "
+                 "sample s: llama.cpp's sampling seconds a step (the rest of the step is the loss and the trainer; "
+                 "- where generate samples).")
     return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def main(argv: list[str] | None = None) -> list[dict] | None:

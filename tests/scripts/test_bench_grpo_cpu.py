@@ -14,9 +14,10 @@ sys.path.insert(0, str(REPO / "scripts"))
 import bench_grpo_cpu  # noqa: E402
 
 
-def result(step_s, mean_length, zero_std, completions=16):
+def result(step_s, mean_length, zero_std, completions=16, sample_s=None):
     return {"step_s": step_s, "mean_length": mean_length, "frac_reward_zero_std": zero_std,
-            "completions_per_step": completions, "peak_rss_mb": 1000, "max_completion_length": 256}
+            "completions_per_step": completions, "peak_rss_mb": 1000, "max_completion_length": 256,
+            "sample_s": sample_s or [None] * len(step_s)}
 
 
 def test_rates_count_only_informative_completions_and_ratios_follow_each_round():
@@ -35,11 +36,13 @@ def test_rates_count_only_informative_completions_and_ratios_follow_each_round()
 
 def test_report_prints_each_arm_against_the_first_and_the_rounds():
     today = [result([100.0], [80], [0.0]), result([100.0], [80], [0.0])]
-    fast = [result([25.0], [80], [0.0]), result([50.0], [80], [0.0])]
+    fast = [result([25.0], [80], [0.0], sample_s=[10.0]), result([50.0], [80], [0.0], sample_s=[20.0])]
     rows = [{**bench_grpo_cpu.summarize(a, r), "round_x": bench_grpo_cpu.round_ratios(r, today)}
             for a, r in (("today", today), ("all", fast))]
     flags = bench_grpo_cpu.Flags(arms=("today", "all"), rounds=2, steps=1)
     text = bench_grpo_cpu.report(rows, flags)
     line = next(ln for ln in text.splitlines() if ln.startswith("all "))
     assert "2.67" in line.split()  # 100 s against 37.5 s a step, every completion informative
+    assert "15.0" in line.split()  # llama.cpp's sampling seconds a step; generate logs none: "-"
+    assert next(ln for ln in text.splitlines() if ln.startswith("today ")).split()[-4] == "-"
     assert "informative/s x by round: all 4.00 2.00" in text

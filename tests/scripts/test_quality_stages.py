@@ -106,7 +106,15 @@ def test_the_grpo_weights_flag_reaches_c_and_only_c(tmp_path, monkeypatch):
     # unset: the registry's defaults, which leave relation_gain out
     assert "relation_gain" not in quality_stages.grpo_weights(
         quality_stages.train_config(tmp_path / "d", quality_stages.QUICK, 42, "grpo", bench_quality.c_weights(quality_stages.QUICK), "fp32", 0))
+    # the rows as the benchmark builds them, from an SFT stage: (c)'s seeds take the flag, (d) the reference scheme
+    (tmp_path / "out" / "sft").mkdir(parents=True)
+    (tmp_path / "out" / "sft" / "stage.json").write_text(json.dumps({"selected": str(tmp_path / "checkpoint-2")}))
+    row_weights = {stage: bench_quality._training(tmp_path / "out", stage, sizes, flags)[3]
+                   for stage in ("grpo", "grpo_seed3", "grpo_ref")}
+    assert row_weights["grpo"] == row_weights["grpo_seed3"] == {"relation_f1": 0.0, "relation_gain": 1.0}
+    assert row_weights["grpo_ref"] == quality_stages.reference_weights() and row_weights["grpo_ref"]["relation_gain"] == 0.0
     for bad, said in (("relation_gain", "expected name=weight"), ("relation_gian=1", "unknown reward"),
-                      ("relation_gain=-1", "must be >= 0"), ("relation_gain=x", "expected name=weight")):
+                      ("relation_gain=-1", "must be >= 0"), ("relation_gain=x", "expected name=weight"),
+                      ("relation_gain=1,relation_gain=2", "weighted twice")):
         with pytest.raises(bench_quality.BenchError, match=f"--grpo_weights: .*{said}"):
-            bench_quality.c_weights(replace(sizes, grpo_weights=(bad,)))
+            bench_quality.c_weights(replace(sizes, grpo_weights=tuple(bad.split(","))))
