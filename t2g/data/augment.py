@@ -147,6 +147,21 @@ def answer_mix(examples: Sequence[Example]) -> dict[str, int]:
     return mix
 
 
+def foreign_relation_mix(examples: Sequence[Example], foreign_relation_types: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(prompts, of them without a gold relation) for the prompts that list at least one of the foreign
+    relation types (`offered`) and for the others. Why it matters: GRPO's relation_f1 pays 1.0 for no
+    relations where the gold has none, so if prompts offering a foreign relation type mostly have
+    relation-free answers, the policy learns that such a type means "leave relations out", and does so on
+    the distractor sentences whose relations all remain (docs/results.md, issue 18, sixteenth session)."""
+    foreign = {normalize(t) for t in foreign_relation_types}
+    mix = {"offered": [0, 0], "not_offered": [0, 0]}
+    for ex in examples:
+        row = mix["offered" if any(normalize(t) in foreign for t in ex.relation_types) else "not_offered"]
+        row[0] += 1
+        row[1] += not ex.graph.relations
+    return {k: (n, without) for k, (n, without) in mix.items()}
+
+
 def rename_types(ex: Example, entity_map: Mapping[str, str], relation_map: Mapping[str, str], id_suffix: str = "") -> Example:
     """`ex` with every entity and relation type renamed, in its type lists and its gold graph together.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from t2g.train import distributed
-from t2g.data.augment import AugmentConfig, answer_mix, augment
+from t2g.data.augment import AugmentConfig, answer_mix, augment, foreign_relation_mix
 from t2g.data.synonyms import load_distractors, load_synonyms
 from t2g.train.config import ConfigError, TrainConfig
 from t2g.data.canonical import Example
@@ -59,6 +59,12 @@ def load_data(cfg: TrainConfig) -> list[Example]:
         originals, copies = answer_mix(examples[:n]), answer_mix(examples[n:])
         print(f"t2g: answers of the {sum(originals.values())} examples / {sum(copies.values())} augmented copies: "
               + ", ".join(f"{k.replace('_', ' ')} {originals[k]} / {copies[k]}" for k in originals))
+        if foreign_r:
+            mix = foreign_relation_mix(examples, foreign_r)
+            (offered, offered_none), (others, others_none) = mix["offered"], mix["not_offered"]
+            print(f"t2g: {offered} examples list a foreign relation type, {offered_none} of them "
+                  f"({offered_none / max(offered, 1):.0%}) with no gold relation; the other {others}: {others_none} "
+                  f"({others_none / max(others, 1):.0%})")
     return examples
 
 

@@ -498,3 +498,15 @@ def test_answer_mix_counts_relations_entities_only_and_empty(shipped):
     rows = [with_graph(ex, 9, 9), with_graph(ex, 9, 9), with_graph(ex, 9, 0), with_graph(ex, 0, 0)]
     assert answer_mix(rows) == {"relations": 2, "entities_only": 1, "empty": 1}
     assert answer_mix([]) == {"relations": 0, "entities_only": 0, "empty": 0}
+
+
+def test_foreign_relation_mix_splits_by_offered_type_and_relation_free_answer(shipped):
+    from t2g.data.augment import foreign_relation_mix
+
+    ex = next(e for e in shipped if e.graph.relations)
+    bare = replace(ex, graph=Graph(ex.graph.entities, ()))
+    offering = replace(ex, relation_types=(*ex.relation_types, "Orbits"))  # listed in another case: still foreign
+    offering_bare = replace(bare, relation_types=offering.relation_types)
+    rows = [ex, bare, bare, offering, offering_bare, offering_bare, offering_bare]
+    assert foreign_relation_mix(rows, ["orbits", "proves"]) == {"offered": (4, 3), "not_offered": (3, 2)}
+    assert foreign_relation_mix(rows, []) == {"offered": (0, 0), "not_offered": (7, 5)}

@@ -262,6 +262,22 @@ def test_load_data_prints_the_answer_mix_of_originals_and_copies(Config, capsys)
     originals, copies = answer_mix(examples[:n]), answer_mix(examples[n:])
     assert copies == {"relations": 0, "entities_only": 0, "empty": 2 * n}  # every copy asks only for absent types
     assert sum(originals.values()) == n and originals["empty"] < n
-    line = next(l for l in capsys.readouterr().out.splitlines() if "augmented copies" in l)
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if "augmented copies" in l)
     assert line == (f"t2g: answers of the {n} examples / {2 * n} augmented copies: relations {originals['relations']} / 0, "
                     f"entities only {originals['entities_only']} / 0, empty {originals['empty']} / {2 * n}")
+    assert "foreign relation type" not in out  # no foreign types offered (--augment_distractors=none): no such line
+
+
+def test_load_data_prints_how_often_a_foreign_relation_type_comes_without_relations(Config, capsys):
+    from t2g.data.augment import foreign_relation_mix
+    from t2g.data.synonyms import TRAINING_DISTRACTORS
+    from t2g.train.session import load_data
+
+    examples = load_data(from_flags(Config, {"dataset": "examples", "augment_copies": 2, "augment_distractors": "builtin"}))
+    mix = foreign_relation_mix(examples, TRAINING_DISTRACTORS["relations"])
+    (offered, offered_none), (others, others_none) = mix["offered"], mix["not_offered"]
+    assert offered > 0 and offered + others == len(examples)
+    line = next(l for l in capsys.readouterr().out.splitlines() if "foreign relation type" in l)
+    assert line.startswith(f"t2g: {offered} examples list a foreign relation type, {offered_none} of them (")
+    assert line.endswith(f"with no gold relation; the other {others}: {others_none} ({others_none / others:.0%})")
