@@ -6,7 +6,7 @@ meaningless at this size; the test checks the report is complete, consistent and
 a second invocation skips every finished stage. `--threads=1`: on a shared machine two threads
 spin-wait on busy cores and run far slower (see docs/results.md). The stages run in the invocations
 of docs/results.md's "How to reproduce", the last rows as two one-core processes side by side on one
---out (which also halves the fixture's time on CI's two cores)."""
+--out (which also shortens the fixture on CI's two cores)."""
 
 from __future__ import annotations
 
@@ -43,9 +43,15 @@ def run_side_by_side(*invocations: tuple[str, ...], timeout: float = 900) -> Non
     procs = [subprocess.Popen([sys.executable, str(SCRIPT), "--threads=1", f"--first_core={core}", *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO)
              for core, args in enumerate(invocations)]
-    for args, proc in zip(invocations, procs):
-        stdout, stderr = proc.communicate(timeout=timeout)
-        assert proc.returncode == 0, f"bench_quality {args} failed:\n{stdout[-3000:]}\n{stderr[-5000:]}"
+    try:
+        for args, proc in zip(invocations, procs):
+            stdout, stderr = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, f"bench_quality {args} failed:\n{stdout[-3000:]}\n{stderr[-5000:]}"
+    finally:  # one failed or timed out: the other must not outlive the test
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 @pytest.fixture(scope="module")
