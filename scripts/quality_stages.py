@@ -69,10 +69,10 @@ class Sizes:
     max_new_tokens: int = flag(help="evaluation: tokens generated per sentence at most")
     conditions_limit: int = flag(help="sentences per type-conditioning condition (t2g.eval.conditions)")
     # not sizes but the SFT data's design, set alike in both (the type-conditioning question of issue 18)
-    augment_distractors: str = flag(help="foreign types offered in the augmented copies (--augment_distractors of "
-                                    "t2g.train.config: none, builtin or a file)")
+    augment_distractors: str = flag(help="foreign types in the augmented copies (t2g.train.config's: none, builtin or a file)")
     augment_empty_prob: float = flag(help="share of augmented copies whose answer is the empty graph")
     augment_drop_prob: float = flag(help="per gold type of an augmented copy: the chance it is not asked for")
+    augment_keep_all_prob: float = flag(help="share of augmented copies that keep every gold type beside 1-2 absent ones")
     augment_rename_prob: float = flag(help="share of augmented copies whose types are renamed by training synonyms")
     augment_synonyms: str = flag(help="the synonyms they are renamed by: builtin, wide or a file (t2g.train.config)")
     grpo_learning_rate: float = flag(help="GRPO's learning rate (issue 18's tuning; the recipe's default is 5e-6)")
@@ -89,14 +89,14 @@ class Sizes:
 # together by llama.cpp (--rollout=auto on CPU), trained in 2 passes of 8, checkpoints every 40.
 # Lengths: CoNLL04 test gold graphs take 113 tokens at the median, 249 at the 95th percentile, 504 at most
 # (SmolLM2 tokenizer); a shorter GRPO limit would charge the truncation penalty to correct long answers.
+DESIGN = dict(augment_distractors="none", augment_empty_prob=0.1, augment_drop_prob=0.15, augment_keep_all_prob=0.0,
+              augment_rename_prob=0.5, augment_synonyms="builtin", grpo_learning_rate=1e-4, grpo_weights=())  # FULL's and QUICK's
 FULL = Sizes(train_examples=0, sft_steps=1200, sft_batch=4, grpo_steps=160, grpo_batch=8, grpo_accum=2, num_generations=4,
              max_completion_length=256, select_every=200, grpo_select_every=40, dev_limit=40, test_limit=0, parity_limit=4, max_new_tokens=320,
-             conditions_limit=100, augment_distractors="none", augment_empty_prob=0.1, augment_drop_prob=0.15,
-             augment_rename_prob=0.5, augment_synonyms="builtin", grpo_learning_rate=1e-4, grpo_weights=())
+             conditions_limit=100, **DESIGN)
 QUICK = Sizes(train_examples=4, sft_steps=2, sft_batch=2, grpo_steps=1, grpo_batch=2, grpo_accum=1, num_generations=2,
               max_completion_length=16, select_every=2, grpo_select_every=1, dev_limit=2, test_limit=2, parity_limit=1, max_new_tokens=32,
-              conditions_limit=2, augment_distractors="none", augment_empty_prob=0.1, augment_drop_prob=0.15,
-              augment_rename_prob=0.5, augment_synonyms="builtin", grpo_learning_rate=1e-4, grpo_weights=())
+              conditions_limit=2, **DESIGN)
 
 
 def run_stage(out: Path, name: str, fn: Callable[[Path], dict]) -> dict:
@@ -218,7 +218,7 @@ def train_config(out_dir: Path, sizes: Sizes, seed: int, stage: str, weights: di
         stages=(stage,), model=str(smollm2_hf_dir()), backend="hf", load_in_4bit=False, gradient_checkpointing=False,
         dataset=str(DATA / "train.json"), max_examples=sizes.train_examples, augment_copies=2, augment_synonyms=sizes.augment_synonyms,
         augment_rename_prob=sizes.augment_rename_prob, augment_distractors=sizes.augment_distractors, augment_empty_prob=sizes.augment_empty_prob,
-        augment_drop_prob=sizes.augment_drop_prob,
+        augment_drop_prob=sizes.augment_drop_prob, augment_keep_all_prob=sizes.augment_keep_all_prob,
         max_seq_length=1024, max_prompt_length=640, drop_long_examples=True,
         sft_max_steps=sft_steps, sft_batch_size=sizes.sft_batch, sft_grad_accum=1, sft_learning_rate=sft_lr,
         grpo_max_steps=sizes.grpo_steps, grpo_batch_size=sizes.grpo_batch, grpo_grad_accum=sizes.grpo_accum,

@@ -6,6 +6,9 @@ For each example, deterministically from (seed, example id):
   target (relations lose their type, or an endpoint whose entity is gone);
 - empty targets: for a fraction of examples, offer only types absent from the gold graph, so the
   correct answer is the empty graph;
+- whole answers (`AugmentConfig.keep_all_prob`, off unless given): a share of the copies drops no type
+  and adds at least one negative of each kind, so that offered-but-absent types also come beside the
+  example's whole graph, not only beside answers that lost relations to drops or emptying;
 - shuffled type order;
 - renamed types (`AugmentConfig.synonyms`, off unless given): a share of the copies name their
   types with training synonyms (`t2g.data.synonyms`), prompt and target together;
@@ -44,7 +47,8 @@ class AugmentConfig:
     # types of other domains offered as negatives and empty targets besides the dataset's own
     foreign_entity_types: Sequence[str] = ()
     foreign_relation_types: Sequence[str] = ()
-
+    # share of copies that keep every gold type (no drop, no empty target) and add 1..max negatives of each kind
+    keep_all_prob: float = 0.0
 
 
 def type_inventory(examples: Sequence[Example]) -> tuple[list[str], list[str]]:
@@ -84,7 +88,15 @@ def augment_example(ex: Example, pool_e: Sequence[str], pool_r: Sequence[str], c
     # types match as the scorer matches them: "Person" in the type list is the graph's "person"
     gold_e_norm = {normalize(t) for t in gold_e}
     gold_r_norm = {normalize(t) for t in gold_r}
-    if rng.random() < cfg.empty_target_prob:
+    # Drawn only when asked for, so that the copies without it stay exactly what they were.
+    keep_all = cfg.keep_all_prob > 0 and rng.random() < cfg.keep_all_prob
+    if keep_all:
+        ents, rels = list(ex.entity_types), list(ex.relation_types)
+        neg_e = _absent(pool_e, ents + gold_e)
+        neg_r = _absent(pool_r, rels + gold_r)
+        ents += rng.sample(neg_e, min(len(neg_e), rng.randint(1, max(1, cfg.max_negative_entity_types))))
+        rels += rng.sample(neg_r, min(len(neg_r), rng.randint(1, max(1, cfg.max_negative_relation_types))))
+    elif rng.random() < cfg.empty_target_prob:
         ents = _absent(pool_e, gold_e)
         rels = _absent(pool_r, gold_r)
         ents = rng.sample(ents, min(len(ents), max(1, cfg.max_negative_entity_types)))

@@ -112,6 +112,9 @@ class TrainConfig:
                                      "(target: the empty graph)")
     augment_drop_prob: float = flag(0.15, "per gold type of an augmented copy: the chance it is left out of the prompt "
                                     "and its entities and relations out of the target")
+    augment_keep_all_prob: float = flag(0.0, "the share of augmented copies that drop no type and are never emptied, "
+                                        "offering 1-2 absent (with --augment_distractors often foreign) types beside the "
+                                        "whole answer: without them absent types come mostly with answers that lost relations")
     reasoning: bool = flag(False, "ask for a <think> block first; SFT targets use the data's traces")
     max_prompt_length: int = flag(1024, "longest prompt, in tokens; every prompt is checked against it before training")
     drop_long_examples: bool = flag(False, "drop (and count) examples over the length limits instead of failing")

@@ -54,6 +54,7 @@ def load_data(cfg: TrainConfig) -> list[Example]:
         examples = augment(examples, AugmentConfig(
             copies=cfg.augment_copies, synonyms=synonyms, rename_prob=cfg.augment_rename_prob if synonyms else 0.0,
             empty_target_prob=cfg.augment_empty_prob, drop_type_prob=cfg.augment_drop_prob,
+            keep_all_prob=cfg.augment_keep_all_prob,
             foreign_entity_types=foreign_e, foreign_relation_types=foreign_r), seed=cfg.seed)
         n = len(examples) // (cfg.augment_copies + 1)  # the originals come first
         originals, copies = answer_mix(examples[:n]), answer_mix(examples[n:])

@@ -184,15 +184,15 @@ def _validate_sizes(cfg: Any) -> list[str]:
         out.append("--grpo_max_steps must be > 0")
     if cfg.max_examples < 0 or cfg.augment_copies < 0 or cfg.sample_every < 0:
         out.append("--max_examples, --augment_copies and --sample_every must be >= 0")
-    for name in ("augment_rename_prob", "augment_empty_prob", "augment_drop_prob"):
+    for name in ("augment_rename_prob", "augment_empty_prob", "augment_drop_prob", "augment_keep_all_prob"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             out.append(f"--{name}={getattr(cfg, name)}: give a share between 0 and 1")
-    if cfg.augment_distractors != "none" and not cfg.augment_copies:
-        out.append(f"--augment_distractors={cfg.augment_distractors} offers foreign types in the augmented copies, "
-                   f"and --augment_copies=0 makes none: give --augment_copies=1 or more")
-    if cfg.augment_synonyms != "none" and not cfg.augment_copies:
-        out.append(f"--augment_synonyms={cfg.augment_synonyms} renames types in the augmented copies, and "
-                   f"--augment_copies=0 makes none: give --augment_copies=1 or more")
+    for name, active, does in (("augment_distractors", cfg.augment_distractors != "none", "offers foreign types in"),
+                               ("augment_synonyms", cfg.augment_synonyms != "none", "renames types in"),
+                               ("augment_keep_all_prob", cfg.augment_keep_all_prob > 0, "keeps whole answers in")):
+        if active and not cfg.augment_copies:
+            out.append(f"--{name}={getattr(cfg, name)} {does} the augmented copies, and "
+                       f"--augment_copies=0 makes none: give --augment_copies=1 or more")
     return out
 
 

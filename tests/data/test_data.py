@@ -266,6 +266,28 @@ def test_augment_properties(shipped):
     assert dropped and empties and negatives, (dropped, empties, negatives)
 
 
+def test_keep_all_copies_keep_the_whole_graph_and_offer_foreign_types(shipped):
+    foreign_r = ("orbits", "proves", "implements")
+    base = AugmentConfig(copies=4, drop_type_prob=0.5, empty_target_prob=0.5, keep_original=False,
+                         foreign_relation_types=foreign_r)
+    by_id = {e.id: e for e in shipped}
+    kept = augment(shipped, replace(base, keep_all_prob=1.0), seed=0)
+    for aug in kept:
+        orig = by_id[aug.id.split("#")[0]]
+        assert aug.graph == orig.graph, aug.id  # no type dropped, never emptied
+        offered_e = {normalize(t) for t in aug.entity_types}
+        offered_r = {normalize(t) for t in aug.relation_types}
+        assert {normalize(t) for t in orig.entity_types} < offered_e  # at least one negative of each kind
+        assert {normalize(t) for t in orig.relation_types} < offered_r
+        assert not (offered_r - {normalize(t) for t in orig.relation_types}) & {normalize(r.type) for r in orig.graph.relations}
+    assert any(set(map(normalize, a.relation_types)) & set(foreign_r) for a in kept)
+    # at 0 no extra draw is made: the copies are exactly the ones made without the option
+    assert augment(shipped, replace(base, keep_all_prob=0.0), seed=0) == augment(shipped, base, seed=0)
+    half = augment(shipped, replace(base, keep_all_prob=0.5), seed=0)
+    whole = sum(a.graph == by_id[a.id.split("#")[0]].graph for a in half)
+    assert 0.3 * len(half) < whole < len(half)
+
+
 def test_restrict_graph_removes_relations_of_removed_entities():
     g = Graph.from_dict(row()["graph"])
     cut = restrict_graph(g, ["person"], ["works for"])

@@ -53,12 +53,12 @@ def test_the_sft_data_design_flags_reach_the_training_config(tmp_path):
     from dataclasses import replace
 
     sizes = replace(quality_stages.QUICK, augment_distractors="builtin", augment_empty_prob=0.25,
-                    augment_drop_prob=0.3, augment_rename_prob=0.9, augment_synonyms="wide")
+                    augment_drop_prob=0.3, augment_keep_all_prob=0.5, augment_rename_prob=0.9, augment_synonyms="wide")
     cfg = quality_stages.train_config(tmp_path / "run", sizes, 42, "sft", None, "fp32", 0)
-    assert (cfg.augment_distractors, cfg.augment_empty_prob, cfg.augment_drop_prob, cfg.augment_rename_prob,
-            cfg.augment_synonyms) == ("builtin", 0.25, 0.3, 0.9, "wide")
+    assert (cfg.augment_distractors, cfg.augment_empty_prob, cfg.augment_drop_prob, cfg.augment_keep_all_prob,
+            cfg.augment_rename_prob, cfg.augment_synonyms) == ("builtin", 0.25, 0.3, 0.5, 0.9, "wide")
     default = quality_stages.train_config(tmp_path / "run2", quality_stages.FULL, 42, "sft", None, "fp32", 0)
-    assert default.augment_rename_prob == 0.5 and default.augment_distractors == "none"
+    assert default.augment_rename_prob == 0.5 and default.augment_distractors == "none" and default.augment_keep_all_prob == 0
     assert default.augment_synonyms == "builtin"
 
 

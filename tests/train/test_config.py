@@ -84,6 +84,9 @@ def test_unknown_flags_name_the_nearest(Config, flags, expected):
     ({"augment_empty_prob": -0.1}, "--augment_empty_prob=-0.1: give a share between 0 and 1"),
     ({"augment_drop_prob": 2}, "--augment_drop_prob=2.0: give a share between 0 and 1"),
     ({"augment_distractors": "builtin", "augment_copies": 0}, "offers foreign types in the augmented copies"),
+    ({"augment_keep_all_prob": 1.2}, "--augment_keep_all_prob=1.2: give a share between 0 and 1"),
+    ({"augment_keep_all_prob": 0.5, "augment_copies": 0}, "--augment_keep_all_prob=0.5 keeps whole answers in the augmented "
+                                                           "copies, and --augment_copies=0 makes none"),
 ])
 def test_bad_settings_fail(Config, flags, expected):
     with pytest.raises(ConfigError) as err:
@@ -281,3 +284,20 @@ def test_load_data_prints_how_often_a_foreign_relation_type_comes_without_relati
     line = next(l for l in capsys.readouterr().out.splitlines() if "foreign relation type" in l)
     assert line.startswith(f"t2g: {offered} examples list a foreign relation type, {offered_none} of them (")
     assert line.endswith(f"with no gold relation; the other {others}: {others_none} ({others_none / others:.0%})")
+
+
+def test_keep_all_copies_offer_foreign_relation_types_beside_relations(Config):
+    """--augment_keep_all_prob is issue 18's fix for the mix above: prompts offering a foreign relation type
+    must not mostly come without relations, or GRPO learns that such a type means "leave relations out"."""
+    from t2g.data.augment import foreign_relation_mix
+    from t2g.data.synonyms import TRAINING_DISTRACTORS
+    from t2g.train.session import load_data
+
+    flags = {"dataset": "examples", "augment_copies": 2, "augment_distractors": "builtin", "augment_drop_prob": 0.3,
+             "augment_empty_prob": 0.25}
+    share = {}
+    for keep in (0.0, 1.0):
+        offered, without = foreign_relation_mix(load_data(from_flags(Config, {**flags, "augment_keep_all_prob": keep})),
+                                                TRAINING_DISTRACTORS["relations"])["offered"]
+        share[keep] = without / offered
+    assert share[1.0] < share[0.0] - 0.2, share
