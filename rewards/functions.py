@@ -1,4 +1,5 @@
-"""The rewards, one per-completion function each: `Analysis -> float`, with its range documented.
+"""The rewards, one function each, with its range documented: `Analysis -> float` for a completion alone,
+`Sequence[Analysis] -> list[float]` for `relation_gain`, which prices a completion by its batch.
 
 Design: the only way to a high total is a correct, grounded, type-conditioned graph.
 - Positive credit comes from the answer's quality (strict entity/relation F1 from `t2g.task.scoring`)
@@ -12,6 +13,8 @@ Design: the only way to a high total is a correct, grounded, type-conditioned gr
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 from t2g.task.parsing import THINK_CLOSE, THINK_OPEN, TEXT_BEFORE_JSON, TRAILING_TEXT, WRONG_SHAPE
 from t2g.task.schema import DANGLING_HEAD, DANGLING_TAIL, DUPLICATE_ENTITY, DUPLICATE_RELATION, SPAN_NOT_IN_TEXT, UNKNOWN_ENTITY_TYPE, UNKNOWN_RELATION_TYPE
@@ -68,25 +71,41 @@ def relation_f1(a: Analysis) -> float:
     return a.score.relation.f1 if a.score is not None else 0.0
 
 
-# The corpus relation F1 at which relation_gain prices a false positive against a true positive: the study's
-# SmolLM2-135M models score 0.3-0.55 (docs/results.md).
-RELATION_GAIN_F1 = 0.5
+def batch_relation_f1(analyses: Sequence[Analysis]) -> float:
+    """Corpus (micro) strict relation F1 of a batch of completions, 0.0 when it has no relation at all; a
+    completion without a usable graph predicts nothing and still counts its gold relations."""
+    tp = predicted = gold = 0
+    for a in analyses:
+        gold += len(a.gold.relations)
+        if a.score is not None:
+            tp += a.score.relation.tp
+            predicted += a.score.relation.n_pred
+    return 2 * tp / (predicted + gold) if predicted + gold else 0.0
 
 
-def relation_gain(a: Analysis) -> float:
-    """TRAINING ONLY: one sentence's share of corpus (micro) relation F1, in [-1, 1]:
-    (2 TP - F x predicted) / ((2 - F) x max(gold, 1)) with F = RELATION_GAIN_F1, floored at -1.
+def relation_gain(analyses: Sequence[Analysis]) -> list[float]:
+    """TRAINING ONLY, scored per batch: each sentence's share of corpus (micro) relation F1, in [-1, 1]:
+    (2 TP - F x predicted) / ((2 - F) x max(gold, 1)) with F = the batch's own corpus relation F1
+    (`batch_relation_f1`), floored at -1.
     Why: corpus F1 = 2 TP / (predicted + gold) gains 2 / (P + G) per true positive and loses F / (P + G) per
-    prediction, so a relation is worth predicting when its chance of being right exceeds F / 2. Per-sentence
-    `relation_f1` instead pays 1.0 for no relations where the gold has none, as much as a perfect list: a model
-    weak at relations on some prompts learns to predict none there (issue 18's GRPO runs on prompts listing
-    foreign relation types). Here leaving relations out earns 0 whatever the gold, a perfect list 1, and a
-    false positive costs F / (2 - F) of a gold relation. No usable graph: 0.0 for no gold relations, else -1.0
-    (breaking the JSON must not beat a wrong list)."""
-    if a.score is None:
-        return -1.0 if a.gold.relations else 0.0
-    c = a.score.relation
-    return max(-1.0, (2 * c.tp - RELATION_GAIN_F1 * c.n_pred) / ((2 - RELATION_GAIN_F1) * max(c.n_gold, 1)))
+    prediction, so a relation is worth predicting when its chance of being right exceeds F / 2, F being the
+    corpus F1 of the policy itself. Per-sentence `relation_f1` instead pays 1.0 for no relations where the gold
+    has none, as much as a perfect list: a model weak at relations on some prompts learns to predict none there
+    (issue 18's GRPO runs on prompts listing foreign relation types). Here leaving relations out earns 0
+    whatever the gold, a perfect list 1, and a false positive costs F / (2 - F) of a gold relation. A fixed
+    F = 0.5 priced guesses for a better model than SmolLM2-135M (greedy precision 21-36%), and GRPO learnt
+    silence from it (docs/results.md, sixteenth session); the batch's F1 follows the policy as it improves.
+    Where nothing in the batch is right (F = 0) a guess costs nothing, as it costs corpus F1 nothing. No usable
+    graph: 0.0 for no gold relations, else -1.0 (breaking the JSON must not beat a wrong list)."""
+    price = batch_relation_f1(analyses)
+    out = []
+    for a in analyses:
+        if a.score is None:
+            out.append(-1.0 if a.gold.relations else 0.0)
+            continue
+        c = a.score.relation
+        out.append(max(-1.0, (2 * c.tp - price * c.n_pred) / ((2 - price) * max(c.n_gold, 1))))
+    return out
 
 
 def _flagged_fraction(a: Analysis, kinds: frozenset[str], n_items: int) -> float:

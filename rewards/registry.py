@@ -29,12 +29,13 @@ class Reward:
     """Everything the kit knows about one reward; `name` is the metric TRL logs (`rewards/<name>/mean`)."""
 
     name: str
-    score: Callable[[Analysis], float]
+    score: Callable[..., Any]  # Analysis -> float; with `batch`, Sequence[Analysis] -> list[float]
     range: tuple[float, float]  # (low, high), as the function's docstring states
     default_weight: float
     reasoning_only: bool  # dropped by build() without a think block: the plain prompt asks for the JSON alone
     pays_for: str  # one line, the README's "pays for" column
     reference_weight: float = 0.0  # the open-r1-text2graph scheme, for the ablation
+    batch: bool = False  # scored over the whole batch (relation_gain: priced by the batch's own F1)
 
 
 # The kit's scheme: quality dominates (F1s), form earns a little, hygiene and truncation penalise;
@@ -62,7 +63,8 @@ REWARDS: tuple[Reward, ...] = (
     Reward("truncation", f.truncation, (-1.0, 0.0), 1.0, False,
            "-1 when cut at the length limit (and no credit from any other reward)"),
     Reward("relation_gain", f.relation_gain, (-1.0, 1.0), 0.0, False,
-           "training-only: a sentence's share of corpus relation F1 (leaving relations out earns 0, not 1)"),
+           "training-only: a sentence's share of the batch's corpus relation F1 (leaving relations out earns 0, not 1)",
+           batch=True),
     Reward("soft_entity_match", f.soft_entity_match, (0.0, 1.0), 0.0, False,
            "training-only partial credit for near-miss spans; never used in evaluation"),
 )
@@ -74,18 +76,19 @@ REASONING_ONLY = frozenset(r.name for r in REWARDS if r.reasoning_only)
 _BY_NAME = {r.name: r for r in REWARDS}
 
 
-def _wrap(name: str, score: Callable[[Analysis], float], analyzer_of: Callable[[], BatchAnalyzer]) -> RewardFn:
+def _wrap(row: Reward, analyzer_of: Callable[[], BatchAnalyzer]) -> RewardFn:
     def reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        return [score(a) for a in analyzer_of().analyse(completions, kwargs)]
+        analyses: list[Analysis] = analyzer_of().analyse(completions, kwargs)
+        return list(row.score(analyses)) if row.batch else [row.score(a) for a in analyses]
 
-    reward.__name__ = reward.__qualname__ = name
-    reward.__doc__ = score.__doc__
+    reward.__name__ = reward.__qualname__ = row.name
+    reward.__doc__ = row.score.__doc__
     return reward
 
 
 def _standalone(row: Reward) -> RewardFn:
     # A fresh analyzer per call: no state shared between calls (and no text-length caching surprises).
-    return _wrap(row.name, row.score, lambda: BatchAnalyzer())
+    return _wrap(row, lambda: BatchAnalyzer())
 
 
 REGISTRY: dict[str, RewardFn] = {r.name: _standalone(r) for r in REWARDS}
@@ -152,7 +155,7 @@ def build(
     analyzer = BatchAnalyzer(max_completion_length, eos_token_id, max_completion_chars, diagnostics.update)
     funcs = []
     for name, _ in kept:
-        fn = _wrap(name, _BY_NAME[name].score, lambda: analyzer)
+        fn = _wrap(_BY_NAME[name], lambda: analyzer)
         fn.diagnostics = diagnostics  # type: ignore[attr-defined]
         fn.analyzer = analyzer  # type: ignore[attr-defined]
         funcs.append(fn)

@@ -84,8 +84,8 @@ TABLE = [
      {"entity_f1": 1, "relation_f1": 1, "relation_gain": 0},
      "the entities and no relation, as the gold has it: relation_f1 pays it like a perfect list, relation_gain 0"),
     ("relation_where_none_holds", g([TC, AP, CU], [WORKS]), ENTITIES_ONLY, OK_IDS,
-     {"entity_f1": 1, "relation_f1": 0, "relation_gain": -1 / 3, "consistency": 0},
-     "a false relation costs F / (2 - F) of a gold one under relation_gain, everything under relation_f1"),
+     {"entity_f1": 1, "relation_f1": 0, "consistency": 0},
+     "a false relation costs everything under relation_f1 (relation_gain prices it by its batch: its own test)"),
     ("empty_vs_gold", g(), GOLD, OK_IDS,
      {"json_valid": 1, "entity_f1": 0, "relation_f1": 0, "grounding": 0, "type_adherence": 0, "consistency": 0, "soft_entity_match": 0,
       "relation_gain": 0},
@@ -116,7 +116,7 @@ TABLE = [
      {"entity_f1": 0.8, "relation_f1": 0.5, "consistency": -0.25, "grounding": 0, "relation_gain": 1 / 3},
      "a relation to Cupertino, which was never extracted, is dangling and never matches: 1 of 2 right"),
     ("type_outside_lists", g([TC, {"text": "Apple", "type": "company"}, CU], [WORKS, LOCATED]), GOLD, OK_IDS,
-     {"entity_f1": 2 / 3, "relation_f1": 0, "type_adherence": -0.2, "relation_gain": -1 / 3},
+     {"entity_f1": 2 / 3, "relation_f1": 0, "type_adherence": -0.2},
      "'company' is not a given type: the entity and both relations through it lose credit"),
     ("relation_type_outside_lists", g([TC, AP, CU], [dict(WORKS, type="ceo of"), LOCATED]), GOLD, OK_IDS,
      {"entity_f1": 1, "relation_f1": 0.5, "type_adherence": -0.2},
@@ -195,26 +195,33 @@ def test_default_totals_rank_answers_as_a_human_would():
     assert _total(THINK + PERFECT[:40], ids=CUT_IDS) < _total(THINK + g())
 
 
-def test_relation_gain_prices_a_guess_as_corpus_f1_does():
-    from rewards.functions import RELATION_GAIN_F1
+def test_relation_gain_prices_a_guess_by_its_batch_corpus_f1():
+    def gain(completions, golds=None):
+        n = len(completions)
+        return rewards.REGISTRY["relation_gain"](completions, text=[TEXT] * n, entity_types=[ETYPES] * n,
+                                                 relation_types=[RTYPES] * n, graph=golds or [GOLD] * n)
 
-    def gain(completion, gold=GOLD):
-        return rewards.REGISTRY["relation_gain"]([completion], text=[TEXT], entity_types=[ETYPES],
-                                                 relation_types=[RTYPES], graph=[gold])[0]
-
+    ents = [TC, AP, CU]
     wrong = [{"head": "Apple", "tail": "Tim Cook", "type": "works for"}, {"head": "Tim Cook", "tail": "Cupertino", "type": "located in"},
              {"head": "Cupertino", "tail": "Apple", "type": "located in"}, {"head": "Tim Cook", "tail": "Cupertino", "type": "works for"}]
-    # a list is worth predicting when its precision beats F / 2: break-even at exactly F / 2 (1 right of 4 at F = 0.5)
-    assert RELATION_GAIN_F1 == 0.5
-    assert gain(g([TC, AP, CU], [WORKS] + wrong[:2])) > 0  # 1 right of 3
-    assert gain(g([TC, AP, CU], [WORKS] + wrong[:3])) == pytest.approx(0.0)  # 1 right of 4: as good as silence
-    assert gain(g([TC, AP, CU], [WORKS] + wrong)) < 0  # 1 right of 5
-    assert gain(g([TC, AP, CU])) == 0.0  # silence, whatever the gold
+    assert gain([PERFECT]) == [1.0]
+    # beside a perfect answer, one right of 1 + k: batch F1 = 6 / (7 + k), break-even precision F / 2 at k = 2
+    assert gain([PERFECT, g(ents, [WORKS] + wrong[:1])])[1] > 0  # 1 right of 2 (F = 3/4, break-even 3/8)
+    assert gain([PERFECT, g(ents, [WORKS] + wrong[:2])])[1] == pytest.approx(0.0)  # 1 right of 3 at F = 2/3: as good as silence
+    assert gain([PERFECT, g(ents, [WORKS] + wrong[:3])])[1] < 0  # 1 right of 4 (F = 3/5)
+    # a weaker batch prices a guess lower: 1 right of 4 pays beside answers that find nothing
+    assert gain([g(ents, [WORKS] + wrong[:3]), g(ents), g(ents)])[0] > 0  # F = 2/10, break-even 1/10
+    # where nothing in the batch is right, a guess costs nothing, as it costs corpus F1 nothing
+    assert gain([g(ents, wrong[:1])]) == [0.0]
+    # silence earns 0 whatever the gold and the batch
+    assert gain([PERFECT, g(ents)])[1] == 0.0 and gain([PERFECT, g(ents)], [GOLD, ENTITIES_ONLY])[1] == 0.0
+    # a false relation where none hold costs F / (2 - F) of a gold one: F = 4/5 beside a perfect answer
+    assert gain([PERFECT, g(ents, [WORKS])], [GOLD, ENTITIES_ONLY])[1] == pytest.approx(-(4 / 5) / (2 - 4 / 5))
     # no usable graph is the worst where relations were to be found, and no worse than silence where none were
-    assert gain("not json") == -1.0 and gain("not json", ENTITIES_ONLY) == 0.0
+    assert gain([PERFECT, "not json"])[1] == -1.0 and gain([PERFECT, "not json"], [GOLD, ENTITIES_ONLY])[1] == 0.0
     # many false relations bottom out at -1
     many = [{"head": "Tim Cook", "tail": "Apple", "type": f"r{i}"} for i in range(20)]
-    assert gain(g([TC, AP, CU], many), ENTITIES_ONLY) == -1.0
+    assert gain([PERFECT, g(ents, many)], [GOLD, ENTITIES_ONLY])[1] == -1.0
 
 
 def test_truncation_read_from_text_without_token_counts():
