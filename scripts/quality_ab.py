@@ -89,16 +89,29 @@ def compare(a: Path, b: Path, stage: str, resamples: int = RESAMPLES, stage_b: s
                           "--conditions_limit?); only the same sentences pair up")
         gold = load_examples(str(gold_a))
         ra, rb = _rates(info_a, sub), _rates(info_b, sub)
+        preds_a = read_predictions(a / stage / sub / "predictions.jsonl")
+        preds_b = read_predictions(b / stage_b / sub / "predictions.jsonl")
         row = {"set": sub.split("/")[-1], "n": len(gold),
                "off_list": (ra["out_of_schema_rate"], rb["out_of_schema_rate"]),
-               "empty_answers": (ra.get("empty_answer_rate"), rb.get("empty_answer_rate"))}
+               "empty_answers": (ra.get("empty_answer_rate"), rb.get("empty_answer_rate")),
+               "no_relation": (no_relation_rate(gold, preds_a), no_relation_rate(gold, preds_b))}
         if row["set"] != EMPTY:
-            boot = paired_bootstrap(gold, read_predictions(a / stage / sub / "predictions.jsonl"),
-                                    read_predictions(b / stage_b / sub / "predictions.jsonl"), resamples=resamples, seed=0,
+            boot = paired_bootstrap(gold, preds_a, preds_b, resamples=resamples, seed=0,
                                     sources=(f"{a}/{stage}/{sub}", f"{b}/{stage_b}/{sub}"))
             row.update(entity=boot["entity"], relation=boot["relation"])
         rows.append(row)
     return rows
+
+
+def no_relation_rate(gold: list, preds: dict[str, dict]) -> float | None:
+    """The share of the sentences with gold relations answered by a usable graph without any: the silence
+    GRPO learnt where relation_f1 pays 1.0 for no relations (docs/results.md, issue 18); None without such
+    sentences (the empty condition)."""
+    asked = [ex for ex in gold if ex.graph.relations]
+    if not asked:
+        return None
+    silent = [ex for ex in asked if (p := preds.get(ex.id)) is not None and p["graph"] is not None and not p["graph"].relations]
+    return len(silent) / len(asked)
 
 
 def _pct(x: float) -> str:
@@ -120,15 +133,16 @@ def render(rows: list[dict], a: Path, b: Path, stage: str, resamples: int, stage
              else f"A = `{a}/{stage}`, B = `{b}/{stage_b}`")
     lines = [f"{which}; B - A with the paired bootstrap's 95% interval "
              f"({resamples} resamples, seed 0). Off-list: the share of predicted types not in the prompt's lists; "
-             "empty answers: the share of sentences answered with the empty graph.", "",
+             "empty answers: the share of sentences answered with the empty graph; no relation: the share of the "
+             "sentences with gold relations answered without any.", "",
              "| set (sentences) | entity F1 A / B | B - A [95%] | strict relation F1 A / B | B - A [95%] "
-             "| off-list types A / B | empty answers A / B |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| off-list types A / B | empty answers A / B | no relation A / B |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         e, rel = r.get("entity"), r.get("relation")
         f1 = (lambda m: "-" if m is None else f"{_pct(m['a'])} / {_pct(m['b'])}")
         lines.append(f"| {r['set']} ({r['n']}) | {f1(e)} | {_delta(e)} | {f1(rel)} | {_delta(rel)} "
-                     f"| {_pair(r['off_list'])} | {_pair(r['empty_answers'])} |")
+                     f"| {_pair(r['off_list'])} | {_pair(r['empty_answers'])} | {_pair(r['no_relation'])} |")
     return "\n".join(lines) + "\n"
 
 

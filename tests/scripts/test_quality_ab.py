@@ -61,7 +61,8 @@ def test_b_right_on_more_sentences_is_ahead_with_an_interval_above_zero(tmp_path
     assert rel["low"] > 0
     assert "entity" not in rows["empty"] and rows["empty"]["empty_answers"] == (0.0, 0.4)
     text = quality_ab.main(["--a", str(a), "--b", str(b), "--resamples", "200", "--out", str(tmp_path / "ab.md")])
-    assert "| empty (20) | - | - | - | - | 25.0% / 25.0% | 0.0% / 40.0% |" in text
+    assert rows["test"]["no_relation"] == (0.75, 0.25)  # the 15 and 5 sentences answered with nothing
+    assert "| empty (20) | - | - | - | - | 25.0% / 25.0% | 0.0% / 40.0% | 75.0% / 25.0% |" in text
     assert (tmp_path / "ab.md").read_text() == text == capsys.readouterr().out
 
 
