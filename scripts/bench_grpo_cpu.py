@@ -15,6 +15,8 @@ same prompts. The arms:
     dynamic_sampling  llama.cpp + --dynamic_sampling=2: groups that teach nothing replaced
     spares            dynamic_sampling + --dynamic_sampling_spares=2: replacements sampled in the first pass
     all               all of the above but spares (the defaults)
+    all_f32_base      all, llama.cpp sampling from an f32 base whatever the trainer's dtype (before the base
+                      followed it: on a CPU with native bf16 the trainer holds its base in bf16)
     all_spares        all of the above
 
 Arms run in a fresh process each (peak memory is the process's), alternating: round 1 runs every arm,
@@ -50,6 +52,8 @@ ARMS = {
     "dynamic_sampling": {**BASE, "rollout": "llama.cpp", "dynamic_sampling": 2},
     "spares": {**BASE, "rollout": "llama.cpp", "dynamic_sampling": 2, "dynamic_sampling_spares": 2},
     "all": dict(rollout="llama.cpp", shared_prefix="on", dynamic_sampling=2, max_completion_length="auto"),
+    "all_f32_base": dict(rollout="llama.cpp", shared_prefix="on", dynamic_sampling=2, max_completion_length="auto",
+                         rollout_base="f32"),
     "all_spares": dict(rollout="llama.cpp", shared_prefix="on", dynamic_sampling=2, dynamic_sampling_spares=2,
                        max_completion_length="auto"),
 }

@@ -91,23 +91,30 @@ class BaseLayout:
         return cls(arch, n_layers, shapes, permuted)
 
 
-def base_gguf(hf_dir: str | Path, folder: str | Path, llama_cpp: Any = None) -> Path:
-    """The HF folder as an f32 GGUF in `folder`, for adapters to apply to: converted once per content of
-    the HF folder (its path and each file's name, size and mtime), so a changed base is converted
-    again rather than used stale. f32: the adapter's products then add to the exact HF weights."""
+BASE_TYPES = ("f32", "bf16", "f16")  # the float types a trainer's base weights can be held in
+
+
+def base_gguf(hf_dir: str | Path, folder: str | Path, llama_cpp: Any = None, gguf_type: str = "f32") -> Path:
+    """The HF folder as a GGUF of `gguf_type` in `folder`, for adapters to apply to: converted once per
+    type and content of the HF folder (its path and each file's name, size and mtime), so a changed base
+    is converted again rather than used stale. Give the dtype the trainer holds the base weights in
+    (f32 for an fp32 model, bf16 for a bf16 one): the adapter's products then add to the trainer's own
+    weights, not to a rounding of them."""
+    if gguf_type not in BASE_TYPES:
+        raise LoraGGUFError(f"a base GGUF of type {gguf_type!r}: adapters apply to {', '.join(BASE_TYPES)} bases here")
     hf_dir = Path(hf_dir)
     h = hashlib.sha256(str(hf_dir.resolve()).encode())
     for p in sorted(hf_dir.iterdir()):
         if p.is_file():
             st = p.stat()
             h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    path = Path(folder) / f"base-{h.hexdigest()[:16]}.f32.gguf"
+    path = Path(folder) / f"base-{h.hexdigest()[:16]}.{gguf_type}.gguf"
     if not path.is_file():
         if llama_cpp is None:
             from t2g.export.llama_cpp import find_llama_cpp
 
             llama_cpp = find_llama_cpp()
-        convert_hf_to_gguf(hf_dir, path, "f32", llama_cpp)  # written beside and renamed: never half a file
+        convert_hf_to_gguf(hf_dir, path, gguf_type, llama_cpp)  # written beside and renamed: never half a file
     return path
 
 

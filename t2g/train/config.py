@@ -140,12 +140,16 @@ class TrainConfig:
     top_p: float = flag(1.0, "nucleus sampling: the probability mass completions are drawn from (1.0 = all)")
     top_k: int = flag(0, "sample among the k likeliest tokens only (0 = all)")
     min_p: float = flag(0.0, "drop tokens less likely than min_p times the likeliest (0 = none)")
-    rollout: str = flag("auto", "who samples GRPO's completions: trainer (model.generate), llama.cpp (an f32 GGUF of "
-                        "the base plus the current LoRA, synced after every optimizer step), vllm (--vllm_mode); "
+    rollout: str = flag("auto", "who samples GRPO's completions: trainer (model.generate), llama.cpp (a GGUF of the "
+                        "base in the trainer's weight dtype plus the current LoRA, synced after every optimizer "
+                        "step), vllm (--vllm_mode); "
                         "auto: vllm when --vllm_mode is on, else trainer on CUDA or where llama.cpp cannot sample the "
                         "policy (4-bit base, fully trained lm_head, --lora_dropout > 0; the run says why), else llama.cpp",
                         choices=ROLLOUTS)
     rollout_threads: int = flag(0, "llama.cpp threads for --rollout=llama.cpp (0 = every core this process may use)")
+    rollout_base: str = flag("auto", "--rollout=llama.cpp: the type of the base GGUF llama.cpp samples from; auto: the "
+                             "dtype the trainer holds the base weights in (f32 for fp32, bf16 for bf16), so that "
+                             "llama.cpp computes on the trainer's own weights", choices=("auto", "f32", "bf16", "f16"))
     dynamic_sampling: int = flag(2, "--rollout=llama.cpp: rounds in which groups whose completions all earn the same "
                                  "reward (they teach nothing) are replaced by fresh prompts, DAPO's dynamic sampling "
                                  "(0 = keep them)")

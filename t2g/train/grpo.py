@@ -116,12 +116,17 @@ def _rollout_func(session: Session, rows: list[dict]):
     """(rollout_func for TRL, the llama.cpp rollout under it). Dynamic sampling scores with rewards of its
     own build, so that the diagnostics logged beside TRL's metrics count the trained batch only."""
     from t2g.train.dynamic_sampling import DynamicSampling
-    from t2g.train.llama_rollout import LlamaCppRollout
+    from t2g.train.llama_rollout import LlamaCppRollout, base_type_of
 
     cfg, run = session.cfg, session.run
     threads = cfg.rollout_threads or len(os.sched_getaffinity(0))
-    # The base model's f32 GGUF (converted once per run) plus the current LoRA as a llama.cpp adapter.
-    rollout = LlamaCppRollout(session.model_name, run.stage_dir("grpo") / "rollout", n_threads=threads, seed=cfg.seed)
+    # The base model as a GGUF of the trainer's own weight dtype (converted once per run) plus the current
+    # LoRA as a llama.cpp adapter.
+    base = base_type_of(session.loaded.model) if cfg.rollout_base == "auto" else cfg.rollout_base
+    print(f"t2g: llama.cpp samples from a {base} GGUF of the base (--rollout_base={cfg.rollout_base})", file=sys.stderr)
+    run.record(grpo_rollout_base=base)
+    rollout = LlamaCppRollout(session.model_name, run.stage_dir("grpo") / "rollout", n_threads=threads, seed=cfg.seed,
+                              base_type=base)
     if not cfg.dynamic_sampling and not cfg.dynamic_sampling_spares:
         return rollout, rollout
     funcs, weights = build_rewards(cfg, session.tokenizer)

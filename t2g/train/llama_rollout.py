@@ -9,8 +9,10 @@ On a CPU, `model.generate` spends most of a GRPO step decoding one token at a ti
 llama.cpp decodes the whole generation batch together several times faster (`BatchedSampler`). It
 samples the policy being trained, not a stale copy:
 
-- the base weights are the trainer's own base folder converted once to an f32 GGUF (cached in the work
-  folder under a key of that folder); the LoRA is not merged;
+- the base weights are the trainer's own base folder converted once to a GGUF (cached in the work
+  folder under a key of that folder) of the dtype the trainer holds them in (`base_type`: f32 for an
+  fp32 model, bf16 for a bf16 one), so llama.cpp computes on the trainer's weights, not on a rounding
+  or a widening of them; the LoRA is not merged;
 - whenever `trainer.state.global_step` moved (and before the first rollout) the trainer's current LoRA
   is written as a llama.cpp adapter GGUF (`t2g.export.lora_gguf`), loaded onto the sampling context,
   and the file deleted: nothing is left in the work folder but the base GGUF;
@@ -32,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from t2g.export.lora_gguf import BaseLayout, LoraGGUFError, base_gguf, write_lora_gguf
+from t2g.export.lora_gguf import BASE_TYPES, BaseLayout, LoraGGUFError, base_gguf, write_lora_gguf
 from t2g.infer.llama_batched import BatchedSampler
 from t2g.infer.llama_cpp_backend import extra_buffer_types
 
@@ -57,10 +59,13 @@ class LlamaCppRollout:
     """TRL's `rollout_func`: `__call__(prompts, trainer) -> {"prompt_ids", "completion_ids", "logprobs"}`."""
 
     def __init__(self, base_model: str | os.PathLike, work_dir: str | os.PathLike, *, n_threads: int = 1,
-                 seed: int | None = None, llama_cpp: Any = None, n_batch: int = 512, kv_type: str = "f32"):
+                 seed: int | None = None, llama_cpp: Any = None, n_batch: int = 512, kv_type: str = "f32",
+                 base_type: str = "f32"):
         self._adapter_path: Path | None = None
         if kv_type not in _KV_TYPES:
             raise RolloutError(f"kv_type={kv_type!r}: choose from {', '.join(_KV_TYPES)}")
+        if base_type not in BASE_TYPES:
+            raise RolloutError(f"base_type={base_type!r}: llama.cpp samples from a {', '.join(BASE_TYPES)} base here")
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -70,12 +75,12 @@ class LlamaCppRollout:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         _remove_stale_adapters(self.work_dir)
         self.seed = seed
-        self.base_gguf = base_gguf(self.base_dir, self.work_dir, llama_cpp)
+        self.base_gguf = base_gguf(self.base_dir, self.work_dir, llama_cpp, base_type)
         try:
             self.layout = BaseLayout.read(self.base_gguf, self.base_dir)
         except LoraGGUFError as exc:
             raise RolloutError(f"--rollout=llama.cpp: {exc}") from None
-        with extra_buffer_types(False):  # f32 weights are not repacked anyway; see extra_buffer_types
+        with extra_buffer_types(False):  # f32 and bf16 weights are not repacked anyway; see extra_buffer_types
             self.llm = Llama(model_path=str(self.base_gguf), n_ctx=n_batch, n_batch=n_batch, n_threads=n_threads,
                              n_threads_batch=n_threads, n_gpu_layers=0, seed=0, verbose=False,
                              type_k=_KV_TYPES[kv_type], type_v=_KV_TYPES[kv_type])
@@ -233,6 +238,23 @@ class LlamaCppRollout:
 
     def __del__(self) -> None:
         self.close()
+
+
+def base_type_of(model: Any) -> str:
+    """The GGUF type holding `model`'s frozen base weights as the trainer holds them (f32, bf16, f16).
+
+    On a CPU with native bf16 the trainer loads the base in bf16 (`--dtype=bf16`); sampling from an f32
+    GGUF there would not match it any better (its log-probs differ from the bf16 trainer's by as much as a
+    bf16 GGUF's do, `scripts/bench_rollout_levers.py --parts sampling`) and decodes about 1.5x slower."""
+    import torch
+
+    names = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
+    dtypes = {p.dtype for n, p in model.named_parameters() if "lora_" not in n and p.dtype.is_floating_point}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in names:
+        found = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes)) or "none"
+        raise RolloutError(f"--rollout=llama.cpp samples from a GGUF of the base weights, which must all be one of "
+                           f"{', '.join(BASE_TYPES)}; this model's are {found} (use --rollout=trainer)")
+    return names[next(iter(dtypes))]
 
 
 def _local_folder(name: str | os.PathLike) -> Path:

@@ -1,7 +1,8 @@
 """Which engine samples GRPO's completions (`--rollout`), and which settings each one cannot take.
 
 - `trainer`: the policy's own `model.generate` (transformers; unsloth's kernels on CUDA).
-- `llama.cpp`: an f32 GGUF of the base weights plus the current LoRA as a llama.cpp adapter, synced
+- `llama.cpp`: a GGUF of the base weights in the dtype the trainer holds them in (`--rollout_base`)
+  plus the current LoRA as a llama.cpp adapter, synced
   after every optimizer step, decoded in batches (`t2g.train.llama_rollout`). On CPUs and Apple
   machines it samples several times faster than `generate`, from the same policy.
 - `vllm`: vLLM on CUDA, in the training process or a `trl vllm-serve` server (`--vllm_mode`).
@@ -67,6 +68,9 @@ def problems(cfg: Any, cuda_available: Callable[[], bool]) -> list[str]:
                    "(trl vllm-serve), and a CUDA GPU with vllm installed")
     if cfg.rollout == "llama.cpp" and "grpo" in cfg.stages:
         out += [f"--rollout=llama.cpp: {why}, or use --rollout=trainer" for why in _llama_cpp_obstacles(cfg)]
+    if cfg.rollout in ("trainer", "vllm") and cfg.rollout_base != "auto":
+        out.append(f"--rollout_base={cfg.rollout_base} sets llama.cpp's base GGUF, and --rollout={cfg.rollout} does not "
+                   "sample through llama.cpp; drop it or use --rollout=llama.cpp")
     if cfg.rollout_threads < 0:
         out.append(f"--rollout_threads={cfg.rollout_threads} must be >= 0 (0 = every core this process may use)")
     if cfg.dynamic_sampling < 0:

@@ -209,3 +209,9 @@ def test_a_base_gguf_from_another_model_is_refused(tiny_base, tmp_path):
     other = build_tiny_model(tmp_path / "other", seed=1)  # same shapes, other weights
     with pytest.raises(LoraGGUFError, match=r"neither the HF folder's tensor nor its RoPE row permutation"):
         BaseLayout.read(gguf_path, other)
+
+
+def test_a_base_gguf_of_a_type_adapters_do_not_apply_to_is_refused(tiny_model_dir, tmp_path):
+    with pytest.raises(LoraGGUFError, match=r"a base GGUF of type 'q4_0': adapters apply to f32, bf16, f16 bases"):
+        base_gguf(tiny_model_dir, tmp_path, gguf_type="q4_0")
+    assert list(tmp_path.iterdir()) == []  # refused before any conversion

@@ -40,6 +40,9 @@ def test_explicit_rollouts_that_cannot_work_are_refused_naming_the_fix():
         config(shared_prefix="on", grpo_batch_size=6, grpo_grad_accum=2, num_generations=4)
     with pytest.raises(ConfigError, match="--max_completion_length='long'"):
         config(max_completion_length="long")
+    with pytest.raises(ConfigError, match="--rollout_base=bf16 sets llama.cpp's base GGUF, and --rollout=trainer"):
+        config(rollout="trainer", rollout_base="bf16")
+    assert config(rollout="llama.cpp", load_in_4bit=False, rollout_base="bf16").rollout_base == "bf16"
 
 
 def test_llama_cpp_rollout_needs_llama_cpp_python(monkeypatch):

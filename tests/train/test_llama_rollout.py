@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from t2g.train.llama_rollout import LLAMA_MISSING, LlamaCppRollout, RolloutError
+from t2g.train.llama_rollout import LLAMA_MISSING, LlamaCppRollout, RolloutError, base_type_of
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 TEXTS = ["Tim Cook is the CEO of Apple.", "Paris is in France.", "Angela Merkel met Emmanuel Macron in Berlin.",
@@ -222,6 +222,36 @@ def test_what_llama_cpp_cannot_sample_is_refused(tiny):
     with pytest.raises(RolloutError, match="kv_type='q8'"):
         LlamaCppRollout(tiny.dir, tiny.work, kv_type="q8")
     assert [f for f in files(tiny.work) if not f.startswith("base-")] == []  # also after the failed syncs
+
+
+def test_the_base_gguf_is_held_in_the_trainers_weight_dtype(tiny):
+    """A bf16 trainer (--dtype=bf16, the CPU default where bf16 is native) samples from a bf16 base: the
+    trainer's own weights. Its log-probs sit as close to the bf16 trainer's as an f32 base's do."""
+    import torch
+
+    model = lora_model(tiny.dir)
+    assert base_type_of(model) == "f32"
+    model = model.to(torch.bfloat16)
+    assert base_type_of(model) == "bf16"
+    perturb(model, 3, 0.3)
+    trainer = FakeTrainer(model, tiny.tok, group=2, max_new=12, temperature=0.9)
+    prompts = [messages(t) for t in TEXTS[:2] for _ in range(2)]
+    mean = {}
+    for base_type in ("bf16", "f32"):
+        with LlamaCppRollout(tiny.dir, tiny.work, n_threads=1, base_type=base_type) as rollout:
+            assert rollout.base_gguf.name.endswith(f".{base_type}.gguf")
+            out = rollout(prompts, trainer)
+        diffs = [np.abs(hf_logprobs(model, p, c, 0.9) - np.array(lps))
+                 for p, c, lps in zip(out["prompt_ids"], out["completion_ids"], out["logprobs"])]
+        mean[base_type] = float(np.concatenate(diffs).mean())
+    print(f"tiny in bf16: |llama.cpp - trainer log-prob| mean, bf16 base {mean['bf16']:.2e}, f32 base {mean['f32']:.2e}")
+    assert mean["bf16"] < 0.05 and mean["bf16"] < 1.5 * mean["f32"]
+    model.base_model.model.model.layers[0].mlp.down_proj.base_layer.to(torch.float16)
+    with pytest.raises(RolloutError, match=r"this model's are bfloat16, float16 \(use --rollout=trainer\)"):
+        base_type_of(model)
+    with pytest.raises(RolloutError, match=r"base_type='q8_0': llama.cpp samples from a f32, bf16, f16 base"):
+        LlamaCppRollout(tiny.dir, tiny.work, base_type="q8_0")
+    assert [f for f in files(tiny.work) if not f.startswith("base-")] == []
 
 
 def test_close_leaves_only_the_base_gguf_and_stale_adapters_are_swept(tiny, tmp_path):

@@ -134,9 +134,10 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_ex
     state = json.loads((out / "grpo" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4 and train_steps(state["log_history"]) == [1, 2, 3, 4]
     assert json.loads((out / "run.json").read_text())["grpo_rollout"] == rollout
-    if rollout == "llama.cpp":  # the cached f32 base GGUF stays; no adapter file is left behind
+    if rollout == "llama.cpp":  # the cached f32 base GGUF (an fp32 trainer's) stays; no adapter file is left behind
         left = sorted(p.name for p in (out / "grpo" / "rollout").iterdir())
-        assert left and all(name.endswith(".gguf") and "adapter" not in name for name in left), left
+        assert left and all(name.endswith(".f32.gguf") and "adapter" not in name for name in left), left
+        assert json.loads((out / "run.json").read_text())["grpo_rollout_base"] == "f32"
         assert any("dynamic_sampling/flat_groups" in row for row in history)
         assert all(row["dynamic_sampling/passes"] >= 1 for row in history if "dynamic_sampling/passes" in row)
         assert any("dynamic_sampling/passes" in row for row in history)
@@ -144,10 +145,17 @@ def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_ex
 
 @pytest.mark.slow
 def test_bf16_autocast_trains_on_cpu(tiny_model_dir, nothing_to_extract, tmp_path):
-    """--dtype=bf16 without CUDA: the Trainer needs use_cpu for CPU autocast (it refused to start before)."""
+    """--dtype=bf16 without CUDA: the Trainer needs use_cpu for CPU autocast (it refused to start before), and
+    llama.cpp samples from a bf16 GGUF of the base, the weights the trainer holds."""
     out = tmp_path / "run"
-    run_recipe_ok(*tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf", "--stages=sft,grpo", "--dtype=bf16"))
+    args = tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf", "--stages=sft,grpo", "--dtype=bf16",
+                     "--rollout=llama.cpp")
+    args = [a.replace(",lm_head", "") if a.startswith("--lora_target_modules=") else a for a in args]
+    proc = run_recipe_ok(*args)
     assert train_steps(json.loads((out / "grpo" / "log_history.json").read_text())) == [1, 2]
+    assert "llama.cpp samples from a bf16 GGUF of the base (--rollout_base=auto)" in proc.stderr
+    assert json.loads((out / "run.json").read_text())["grpo_rollout_base"] == "bf16"
+    assert [p.name.endswith(".bf16.gguf") for p in (out / "grpo" / "rollout").iterdir()] == [True]
     sft, grpo = lora_tensors(out / "sft" / "adapter"), lora_tensors(out / "grpo" / "adapter")
     assert any(not torch.equal(sft[k], grpo[k]) for k in sft if "lora_" in k)
     assert json.loads((out / "config.json").read_text())["dtype"] == "bf16"
