@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from t2g.export.gguf import atomic_target, convert_hf_to_gguf
+from t2g.models.dtype import GGUF_FLOAT_TYPES
 
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_A|lora_B)(?:\.(?P<adapter>[^.]+))?\.weight$")
 _QK = ("attn_q", "attn_k")  # the GGUF tensors whose rows llama-style converters permute
@@ -91,7 +92,7 @@ class BaseLayout:
         return cls(arch, n_layers, shapes, permuted)
 
 
-BASE_TYPES = ("f32", "bf16", "f16")  # the float types a trainer's base weights can be held in
+BASE_TYPES = tuple(GGUF_FLOAT_TYPES.values())  # the types a trainer's base weights can be held in exactly
 
 
 def base_gguf(hf_dir: str | Path, folder: str | Path, llama_cpp: Any = None, gguf_type: str = "f32") -> Path:

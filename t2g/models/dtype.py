@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 DTYPES = ("auto", "bf16", "fp16", "fp32")
+# The same floats under llama.cpp's names: the GGUF type that holds weights of each dtype exactly.
+GGUF_FLOAT_TYPES = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
 def torch_dtype(name: str, device: str | None = None) -> Any:

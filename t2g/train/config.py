@@ -24,7 +24,7 @@ from t2g import flags
 from t2g.data.canonical import DataError
 from t2g.data.convert import CONVERTERS
 from t2g.flags import FlagError, flag
-from t2g.models.dtype import DTYPES
+from t2g.models.dtype import DTYPES, GGUF_FLOAT_TYPES
 # ConfigError, validate and resolved_weights are imported from here by the rest of the kit as well.
 from t2g.train.validate import WEIGHT_PREFIX, ConfigError, resolved_weights, reward_names, validate
 
@@ -149,7 +149,8 @@ class TrainConfig:
     rollout_threads: int = flag(0, "llama.cpp threads for --rollout=llama.cpp (0 = every core this process may use)")
     rollout_base: str = flag("auto", "--rollout=llama.cpp: the type of the base GGUF llama.cpp samples from; auto: the "
                              "dtype the trainer holds the base weights in (f32 for fp32, bf16 for bf16), so that "
-                             "llama.cpp computes on the trainer's own weights", choices=("auto", "f32", "bf16", "f16"))
+                             "llama.cpp computes on the trainer's own weights",
+                             choices=("auto", *GGUF_FLOAT_TYPES.values()))
     dynamic_sampling: int = flag(2, "--rollout=llama.cpp: rounds in which groups whose completions all earn the same "
                                  "reward (they teach nothing) are replaced by fresh prompts, DAPO's dynamic sampling "
                                  "(0 = keep them)")

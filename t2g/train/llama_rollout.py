@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from t2g.export.lora_gguf import BASE_TYPES, BaseLayout, LoraGGUFError, base_gguf, write_lora_gguf
+from t2g.export.lora_gguf import BaseLayout, LoraGGUFError, base_gguf, write_lora_gguf
 from t2g.infer.llama_batched import BatchedSampler
 from t2g.infer.llama_cpp_backend import extra_buffer_types
 
@@ -64,8 +64,6 @@ class LlamaCppRollout:
         self._adapter_path: Path | None = None
         if kv_type not in _KV_TYPES:
             raise RolloutError(f"kv_type={kv_type!r}: choose from {', '.join(_KV_TYPES)}")
-        if base_type not in BASE_TYPES:
-            raise RolloutError(f"base_type={base_type!r}: llama.cpp samples from a {', '.join(BASE_TYPES)} base here")
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -75,8 +73,8 @@ class LlamaCppRollout:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         _remove_stale_adapters(self.work_dir)
         self.seed = seed
-        self.base_gguf = base_gguf(self.base_dir, self.work_dir, llama_cpp, base_type)
         try:
+            self.base_gguf = base_gguf(self.base_dir, self.work_dir, llama_cpp, base_type)
             self.layout = BaseLayout.read(self.base_gguf, self.base_dir)
         except LoraGGUFError as exc:
             raise RolloutError(f"--rollout=llama.cpp: {exc}") from None
@@ -241,19 +239,20 @@ class LlamaCppRollout:
 
 
 def base_type_of(model: Any) -> str:
-    """The GGUF type holding `model`'s frozen base weights as the trainer holds them (f32, bf16, f16).
+    """The GGUF type holding `model`'s frozen base weights exactly as the trainer holds them (f32, bf16, f16).
 
-    On a CPU with native bf16 the trainer loads the base in bf16 (`--dtype=bf16`); sampling from an f32
-    GGUF there would not match it any better (its log-probs differ from the bf16 trainer's by as much as a
-    bf16 GGUF's do, `scripts/bench_rollout_levers.py --parts sampling`) and decodes about 1.5x slower."""
-    import torch
+    Under `--dtype=bf16` (what scripts/bench_quality.py trains with on CPUs with native bf16) the base is
+    bf16; sampling from an f32 GGUF there would not match the trainer any better (its log-probs differ from
+    the bf16 trainer's by as much as a bf16 GGUF's do, `scripts/bench_rollout_levers.py --parts sampling`)
+    and decodes about 1.5x slower."""
+    from t2g.models.dtype import GGUF_FLOAT_TYPES, torch_dtype
 
-    names = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
+    names = {torch_dtype(name): gguf for name, gguf in GGUF_FLOAT_TYPES.items()}
     dtypes = {p.dtype for n, p in model.named_parameters() if "lora_" not in n and p.dtype.is_floating_point}
     if len(dtypes) != 1 or next(iter(dtypes)) not in names:
         found = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes)) or "none"
-        raise RolloutError(f"--rollout=llama.cpp samples from a GGUF of the base weights, which must all be one of "
-                           f"{', '.join(BASE_TYPES)}; this model's are {found} (use --rollout=trainer)")
+        raise RolloutError(f"--rollout=llama.cpp samples from a GGUF copy of the base weights, so they must all have "
+                           f"one dtype, float32, bfloat16 or float16; this model's are {found} (use --rollout=trainer)")
     return names[next(iter(dtypes))]
 
 

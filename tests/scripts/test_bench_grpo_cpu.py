@@ -34,6 +34,21 @@ def test_rates_count_only_informative_completions_and_ratios_follow_each_round()
     assert bench_grpo_cpu.round_ratios(fast[:1], [result([10.0], [5], [1.0])])[0] > 1e6
 
 
+def test_every_arm_sets_only_train_config_flags_to_allowed_values():
+    """An arm is applied to a TrainConfig after the SFT adapter has trained: a misspelt field or value would fail
+    only then."""
+    from dataclasses import fields
+
+    from t2g.train.config import TrainConfig
+
+    spec = {f.name: f for f in fields(TrainConfig)}
+    for arm, settings in bench_grpo_cpu.ARMS.items():
+        assert set(settings) <= set(spec), (arm, set(settings) - set(spec))
+        for name, value in settings.items():
+            choices = spec[name].metadata.get("choices")
+            assert not choices or value in choices, (arm, name, value, choices)
+
+
 def test_report_prints_each_arm_against_the_first_and_the_rounds():
     today = [result([100.0], [80], [0.0]), result([100.0], [80], [0.0])]
     fast = [result([25.0], [80], [0.0], sample_s=[10.0]), result([50.0], [80], [0.0], sample_s=[20.0])]

@@ -225,8 +225,8 @@ def test_what_llama_cpp_cannot_sample_is_refused(tiny):
 
 
 def test_the_base_gguf_is_held_in_the_trainers_weight_dtype(tiny):
-    """A bf16 trainer (--dtype=bf16, the CPU default where bf16 is native) samples from a bf16 base: the
-    trainer's own weights. Its log-probs sit as close to the bf16 trainer's as an f32 base's do."""
+    """A bf16 trainer (--dtype=bf16, as scripts/bench_quality.py trains where bf16 is native) samples from a
+    bf16 base: the trainer's own weights. Its log-probs sit as close to the bf16 trainer's as an f32 base's do."""
     import torch
 
     model = lora_model(tiny.dir)
@@ -249,7 +249,8 @@ def test_the_base_gguf_is_held_in_the_trainers_weight_dtype(tiny):
     model.base_model.model.model.layers[0].mlp.down_proj.base_layer.to(torch.float16)
     with pytest.raises(RolloutError, match=r"this model's are bfloat16, float16 \(use --rollout=trainer\)"):
         base_type_of(model)
-    with pytest.raises(RolloutError, match=r"base_type='q8_0': llama.cpp samples from a f32, bf16, f16 base"):
+    with pytest.raises(RolloutError, match=r"--rollout=llama.cpp: a base GGUF of type 'q8_0': adapters apply to f32, "
+                                           r"bf16, f16 bases"):
         LlamaCppRollout(tiny.dir, tiny.work, base_type="q8_0")
     assert [f for f in files(tiny.work) if not f.startswith("base-")] == []
 

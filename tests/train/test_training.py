@@ -112,12 +112,17 @@ def test_recipe_sft_then_grpo(tiny_model_dir, nothing_to_extract, tmp_path, back
 
 
 @pytest.mark.slow
+def without_trained_lm_head(args: list[str]) -> list[str]:
+    """tiny_args for --rollout=llama.cpp: a LoRA adapter cannot carry a fully trained lm_head."""
+    return [a.replace(",lm_head", "") if a.startswith("--lora_target_modules=") else a for a in args]
+
+
 @pytest.mark.parametrize("rollout", ["trainer", "llama.cpp"])
 def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, nothing_to_extract, tmp_path, rollout):
     out = tmp_path / "run"
     args = tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf", "--stages=sft,grpo", f"--rollout={rollout}")
-    if rollout == "llama.cpp":  # a LoRA adapter cannot carry a fully trained lm_head
-        args = [a.replace(",lm_head", "") if a.startswith("--lora_target_modules=") else a for a in args]
+    if rollout == "llama.cpp":
+        args = without_trained_lm_head(args)
         args.append("--dynamic_sampling_spares=1")
     run_recipe_ok(*args)  # stops at GRPO step 2 (a checkpoint every step)
     proc = run_recipe_ok(*args, "--grpo_max_steps=4", "--resume")
@@ -150,8 +155,7 @@ def test_bf16_autocast_trains_on_cpu(tiny_model_dir, nothing_to_extract, tmp_pat
     out = tmp_path / "run"
     args = tiny_args(tiny_model_dir, nothing_to_extract, out, "--backend=hf", "--stages=sft,grpo", "--dtype=bf16",
                      "--rollout=llama.cpp")
-    args = [a.replace(",lm_head", "") if a.startswith("--lora_target_modules=") else a for a in args]
-    proc = run_recipe_ok(*args)
+    proc = run_recipe_ok(*without_trained_lm_head(args))
     assert train_steps(json.loads((out / "grpo" / "log_history.json").read_text())) == [1, 2]
     assert "llama.cpp samples from a bf16 GGUF of the base (--rollout_base=auto)" in proc.stderr
     assert json.loads((out / "run.json").read_text())["grpo_rollout_base"] == "bf16"
