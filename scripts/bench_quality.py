@@ -81,6 +81,10 @@ class _Flags:
                                    "wall time adds this one")
     wait_s: int = flag(0, "GRPO rows and sft_more: wait this long for another invocation's sft (and, for sft_more, "
                           "grpo) stage")
+    more_sft_s: float = flag(0.0, "(b+)'s SFT training time in seconds, given up front so that sft_more trains beside "
+                                  "grpo on another core (e.g. (c)'s steps x the seconds a step took in an earlier "
+                                  "run); 0: the time grpo's first run measured, which waits for it. The report sets "
+                                  "the budget beside the time grpo did train")
 
 
 # Every size is a flag too, overriding the full run's (or --quick's) value: one list, Sizes.
@@ -109,6 +113,8 @@ def bench(flags: _Flags, command_line: bool) -> dict:
     stages = list(flags.stages)
     if not stages:
         raise BenchError(f"--stages is empty: give some of {','.join(ROWS)}")
+    if flags.more_sft_s < 0:
+        raise BenchError(f"--more_sft_s={flags.more_sft_s}: give seconds > 0, or 0 for the time grpo trained")
     if flags.train_only and "base" in stages:
         raise BenchError("--train_only: the base row has no training; leave it out of --stages")
     for stage in stages:
@@ -159,8 +165,9 @@ def c_weights(sizes: Sizes) -> dict[str, float]:
 def _more(out: Path, stage: str, sizes: Sizes, flags: _Flags) -> dict:
     if stage != "sft_more":
         return {}
-    budget = more_sft_steps(out, sizes, flags.seed, flags.dtype, flags.wait_s)
-    print(f"bench: sft_more: {budget['steps']} SFT steps = (c)'s {budget['grpo_train_s']:.0f} s of GRPO training / "
+    budget = more_sft_steps(out, sizes, flags.seed, flags.dtype, flags.wait_s, flags.more_sft_s)
+    source = "given by --more_sft_s" if budget.get("budget_from") == "--more_sft_s" else "(c)'s GRPO training time"
+    print(f"bench: sft_more: {budget['steps']} SFT steps = {budget['budget_s']:.0f} s ({source}) / "
           f"{budget['sft_s_per_step']} s per SFT step (measured on {budget['calibration_steps']} steps)", flush=True)
     return {"more_sft_steps": budget["steps"]}
 

@@ -27,8 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from quality_render import diagnostics_table  # noqa: E402
-from quality_report import BOOTSTRAP_RESAMPLES as RESAMPLES, EMPTY, run_diagnostics  # noqa: E402  (the study's own, light)
+from quality_budget import budget_check  # noqa: E402
+from quality_render import budget_line, diagnostics_table  # noqa: E402
+from quality_report import BOOTSTRAP_RESAMPLES as RESAMPLES, EMPTY, plot_grpo_curves, run_diagnostics  # noqa: E402  (the study's own, light)
 from quality_stages import GRPO_ROWS  # noqa: E402
 from t2g.files import write_text_atomic  # noqa: E402
 from t2g.flags import flag, run  # noqa: E402
@@ -46,6 +47,8 @@ class ABFlags:
     stage_b: str = flag("", help="run B's stage, when it is another (default: --stage); e.g. --a RUN --b RUN "
                                  "--stage sft --stage_b grpo")
     out: str = flag("", help="also write the table to this Markdown file")
+    img: str = flag("", help="also plot the GRPO side(s)' curves (reward, flat groups, lengths, sampling time) "
+                             "into this PNG")
     resamples: int = flag(RESAMPLES, help="bootstrap resamples")
 
 
@@ -150,9 +153,20 @@ def ab(flags: ABFlags) -> str:
     a, b, stage_b = Path(flags.a), Path(flags.b), flags.stage_b or flags.stage
     text = render(compare(a, b, flags.stage, flags.resamples, stage_b), a, b, flags.stage, flags.resamples, stage_b)
     sides = {"A": (a, flags.stage), "B": (b, stage_b)}
-    diag = {f"{side}: `{run}/{stage}`": run_diagnostics(Path(stage_info(run, stage)["run_dir"]))
-            for side, (run, stage) in sides.items() if stage in GRPO_ROWS}  # a GRPO row's reward, flat groups, lengths
+    grpo_runs = {f"{side}: `{run}/{stage}`": Path(stage_info(run, stage)["run_dir"])
+                 for side, (run, stage) in sides.items() if stage in GRPO_ROWS}
+    diag = {label: run_diagnostics(run_dir) for label, run_dir in grpo_runs.items()}  # reward, flat groups, lengths
     text += "\n".join(diagnostics_table(diag)) + "\n" if diag else ""
+    for run, stage in dict.fromkeys(sides.values()):  # (b+) against the time it was to match
+        if stage == "sft_more" and (run / "grpo" / "stage.json").is_file():
+            text += f"\n`{run}`: {budget_line(budget_check(run, stage_info(run, 'grpo')))}\n"
+    if flags.img:
+        if not grpo_runs:
+            raise ABError(f"--img={flags.img}: neither {flags.stage!r} nor {stage_b!r} is a GRPO stage; there are no "
+                          "GRPO curves to plot")
+        plot_grpo_curves({label.replace("`", ""): run_dir for label, run_dir in grpo_runs.items()}, Path(flags.img),
+                         "GRPO curves: " + " vs ".join(f"{run.name}/{stage}" for run, stage in dict.fromkeys(sides.values())))
+        text += f"\nCurves: {flags.img}\n"
     print(text, end="")
     if flags.out:
         write_text_atomic(Path(flags.out), text)

@@ -16,24 +16,44 @@ from t2g.files import write_json_atomic
 CALIBRATION_STEPS = 30  # or (b)'s own step count, when smaller (--quick)
 
 
-def more_sft_steps(out: Path, sizes: Sizes, seed: int, dtype: str, wait_s: int) -> dict:
+def more_sft_steps(out: Path, sizes: Sizes, seed: int, dtype: str, wait_s: int, given_s: float = 0.0) -> dict:
     """(b+)'s budget: as many SFT steps as fit into (c)'s first run's training wall time at the seconds per
     step measured just before (CALIBRATION_STEPS, the trainer's own train_runtime), rounded up to whole
     checkpoints. The honest control: a GRPO step costs many SFT steps, so (c) must beat SFT given the same
-    time, not SFT stopped early. Computed once; a resumed (b+) reads <out>/sft_more/budget.json."""
+    time, not SFT stopped early. Computed once; a resumed (b+) reads <out>/sft_more/budget.json.
+
+    given_s > 0 (--more_sft_s) is that time given up front, so that (b+) trains beside (c) on another core
+    instead of after it; the report then sets it beside the time (c) did train (budget_check)."""
     record = out / "sft_more" / "budget.json"
     if record.is_file():
-        return json.loads(record.read_text())
-    grpo = _finished_stage(out, "grpo", wait_s)
+        return _read(record)
+    if given_s > 0:
+        budget_s, source = float(given_s), "--more_sft_s"
+    else:
+        budget_s, source = _finished_stage(out, "grpo", wait_s)["timing"]["train_s"], "grpo"
     n = min(CALIBRATION_STEPS, sizes.sft_steps)
     per_step = _sft_seconds_per_step(out / "sft_more" / "calibration", sizes, seed, dtype, selected_sft(out, wait_s), n)
-    steps = -(-grpo["timing"]["train_s"] // per_step)
+    steps = -(-budget_s // per_step)
     k = more_sft_checkpoints(sizes)
-    budget = {"steps": int(-(-steps // k) * k), "grpo_train_s": grpo["timing"]["train_s"],
-              "grpo_threads": grpo["timing"]["train_threads"], "sft_s_per_step": round(per_step, 3),
-              "calibration_steps": n, "threads": len(os.sched_getaffinity(0)),
+    budget = {"steps": int(-(-steps // k) * k), "budget_s": budget_s, "budget_from": source,
+              "sft_s_per_step": round(per_step, 3), "calibration_steps": n, "threads": len(os.sched_getaffinity(0)),
               "loadavg_1min": round(os.getloadavg()[0], 2)}
     write_json_atomic(record, budget)
+    return budget
+
+
+def budget_check(out: Path, grpo: dict) -> dict:
+    """(b+)'s training-time budget beside the time (c)'s first run trained: equal when the budget was (c)'s
+    measured time, a ratio to read when it was given up front (--more_sft_s)."""
+    budget, trained = _read(out / "sft_more" / "budget.json"), grpo["timing"]["train_s"]
+    return {"budget_s": budget["budget_s"], "budget_from": budget["budget_from"], "grpo_train_s": trained,
+            "budget_over_grpo": round(budget["budget_s"] / trained, 3) if trained else None}
+
+
+def _read(record: Path) -> dict:
+    budget = json.loads(record.read_text())
+    if "budget_s" not in budget:  # written before --more_sft_s: the budget was always grpo's measured time
+        budget.update(budget_s=budget["grpo_train_s"], budget_from="grpo")
     return budget
 
 

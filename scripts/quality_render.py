@@ -116,7 +116,15 @@ def verdict_lines(v: dict) -> list[str]:
             f"(c) minus (b): {v['c_mean_minus_b']:+.1f} points.",
             f"- Hardest type-conditioning condition for (b+): {v['hardest_condition']}; (c) minus (b+) there "
             f"{v['hardest_c_minus_b_more']:+.1f} points (target >= +5): {met(v['target_hardest_plus5_met'])}.",
-            f"- Off-list types of the best row: {off} (target <= 5% on renamed and distractor): {met(v['target_off_list_met'])}."]
+            f"- Off-list types of the best row: {off} (target <= 5% on renamed and distractor): {met(v['target_off_list_met'])}.",
+            f"- {budget_line(v['b_more_budget'])}"]
+
+
+def budget_line(check: dict) -> str:
+    """(b+)'s training-time budget beside the time (c)'s first run trained (quality_budget.budget_check)."""
+    source = "given up front by --more_sft_s" if check["budget_from"] == "--more_sft_s" else "(c)'s measured time"
+    return (f"(b+) trained SFT for a budget of {check['budget_s']:.0f} s ({source}); (c)'s first run trained "
+            f"{check['grpo_train_s']:.0f} s: budget / (c) = {check['budget_over_grpo']}.")
 
 
 def selection_table(rows: dict) -> list[str]:

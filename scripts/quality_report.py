@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from quality_budget import budget_check
 from quality_stages import GRPO_ROWS, ROW_LABEL, ROWS, SEEDED_C, BenchError, Sizes
 from t2g.files import write_json_atomic, write_text_atomic
 from t2g.train import cpu_features as cpu
@@ -117,7 +118,7 @@ def primary(row: dict, condition: str) -> float:
     return c["empty_answer_rate"] if condition == EMPTY else c["relation_f1"]
 
 
-def verdict(rows: dict, sig: dict, spread: dict) -> dict:
+def verdict(rows: dict, sig: dict, spread: dict, budget: dict) -> dict:
     best = max(ROWS, key=lambda k: rows[k]["test"]["relation_f1"])
     c_mean = spread["test"]["relation_f1"]["mean"]
     b_more = rows["sft_more"]["test"]["relation_f1"]
@@ -138,6 +139,7 @@ def verdict(rows: dict, sig: dict, spread: dict) -> dict:
         "target_hardest_plus5_met": 100 * (c_hard - primary(rows["sft_more"], hardest)) >= 5,
         "best_row_off_list": off_list,
         "target_off_list_met": bool(off_list) and all(v is not None and v <= 0.05 for v in off_list.values()),
+        "b_more_budget": budget,
     }
 
 
@@ -147,25 +149,9 @@ def plot_curves(rows: dict, img_dir: Path, link_base: Path) -> list[str]:
     from t2g.files import atomic_open
 
     img_dir.mkdir(parents=True, exist_ok=True)
-    runs = {key: Path(rows[key]["run_dir"]) for key in GRPO_ROWS}
-    panels = [("reward", "weighted reward (each run's own scheme)"), ("rewards/relation_f1/mean", "relation_f1 reward"),
-              ("rewards/entity_f1/mean", "entity_f1 reward"), ("rewards/type_adherence/mean", "type_adherence (default only)"),
-              ("frac_reward_zero_std", "frac_reward_zero_std"), ("dynamic_sampling/flat_groups", "flat groups before refill"),
-              ("completions/mean_length", "completion length (tokens)"), ("rollout/sample_seconds", "llama.cpp sampling (s)")]
-    fig = Figure(figsize=(14, 6.5), layout="constrained")
-    axes = fig.subplots(2, 4).ravel()
-    for ax, (metric, title) in zip(axes, panels):
-        for key, run in runs.items():
-            series = log_series(run, "grpo", metric)
-            if series:
-                ax.plot(*zip(*series), marker=".", markersize=3, linewidth=0.8, label=ROW_LABEL[key])
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("GRPO step")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("GRPO from the same SFT adapter: (c) three seeds, default rewards; (d) reference rewards", fontsize=11)
     paths = [img_dir / "grpo_curves.png", img_dir / "sft_loss.png"]
-    with atomic_open(paths[0], "wb", encoding=None) as f:
-        fig.savefig(f, format="png", dpi=90)
+    plot_grpo_curves({ROW_LABEL[key]: Path(rows[key]["run_dir"]) for key in GRPO_ROWS}, paths[0],
+                     "GRPO from the same SFT adapter: (c) three seeds, default rewards; (d) reference rewards")
     fig = Figure(figsize=(9, 3.5), layout="constrained")
     for ax, key in zip(fig.subplots(1, 2), ("sft", "sft_more")):
         ax.plot(*zip(*log_series(Path(rows[key]["run_dir"]), "sft", "loss")), marker=".", markersize=3, linewidth=0.8)
@@ -174,6 +160,32 @@ def plot_curves(rows: dict, img_dir: Path, link_base: Path) -> list[str]:
     with atomic_open(paths[1], "wb", encoding=None) as f:
         fig.savefig(f, format="png", dpi=90)
     return [os.path.relpath(p, link_base) for p in paths]
+
+
+def plot_grpo_curves(runs: dict[str, Path], path: Path, title: str) -> None:
+    """GRPO runs' logged curves (label: run folder), one panel a metric, into one PNG (written atomically)."""
+    from matplotlib.figure import Figure
+
+    from t2g.files import atomic_open
+
+    panels = [("reward", "weighted reward (each run's own scheme)"), ("rewards/relation_f1/mean", "relation_f1 reward"),
+              ("rewards/entity_f1/mean", "entity_f1 reward"), ("rewards/type_adherence/mean", "type_adherence (default only)"),
+              ("frac_reward_zero_std", "frac_reward_zero_std"), ("dynamic_sampling/flat_groups", "flat groups before refill"),
+              ("completions/mean_length", "completion length (tokens)"), ("rollout/sample_seconds", "llama.cpp sampling (s)")]
+    fig = Figure(figsize=(14, 6.5), layout="constrained")
+    axes = fig.subplots(2, 4).ravel()
+    for ax, (metric, panel) in zip(axes, panels):
+        for label, run in runs.items():
+            series = log_series(run, "grpo", metric)
+            if series:
+                ax.plot(*zip(*series), marker=".", markersize=3, linewidth=0.8, label=label)
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel("GRPO step")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb", encoding=None) as f:
+        fig.savefig(f, format="png", dpi=90)
 
 
 def write_docs(docs: Path, section: str) -> None:
@@ -209,7 +221,7 @@ def report(out: Path, rows: dict, sizes: Sizes, *, quick: bool, seed: int, docs:
         "settings": {**{stage: {k: settings[stage].get(k) for k in names} for stage, names in keep.items()},
                      "grpo_weights": {k: rows[k]["weights"] for k in ("grpo", "grpo_ref")}},
         "conditions": json.loads((out / "conditions" / "conditions.json").read_text()),
-        "rows": rows, "seed_spread": spread, "significance": sig, "verdict": verdict(rows, sig, spread),
+        "rows": rows, "seed_spread": spread, "significance": sig, "verdict": verdict(rows, sig, spread, budget_check(out, rows["grpo"])),
         "grpo_diagnostics": grpo_diagnostics(rows), "images": plot_curves(rows, img_dir, link_base),
         "hardware": hardware(), "versions": versions(),
     }

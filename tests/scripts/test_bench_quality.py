@@ -117,8 +117,10 @@ def test_report_has_every_row_in_range(quick):
     # (b+) trained as many SFT steps as fit into (c)'s GRPO training time at the seconds per step measured before it
     grpo, more = (results["rows"][k] for k in ("grpo", "sft_more"))
     budget = json.loads((quick / "run" / "sft_more" / "budget.json").read_text())
-    assert budget["grpo_train_s"] == grpo["timing"]["train_s"] and budget["calibration_steps"] == 2
+    assert budget["budget_s"] == grpo["timing"]["train_s"] and budget["calibration_steps"] == 2
+    assert budget["budget_from"] == "grpo"
     assert more["steps"] == budget["steps"] >= grpo["timing"]["train_s"] / budget["sft_s_per_step"]
+    assert results["verdict"]["b_more_budget"]["budget_over_grpo"] == 1.0
     assert len(more["candidates"]) == len(grpo["candidates"])  # (b+) is dev-selected among as many checkpoints as (c)
     assert not (quick / "run" / "sft_more" / "calibration").exists()
     # B minus A with its bootstrap interval, on the very predictions the rows report, on test and each condition

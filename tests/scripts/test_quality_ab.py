@@ -87,3 +87,28 @@ def test_two_stages_of_one_run_pair_up_and_the_table_names_both(tmp_path):
     assert f"| B: `{run}/grpo` | 2.05 / 2.55 | 0.25 / 0.25 |" in text and "A: " not in text
     with pytest.raises(quality_ab.ABError, match=r"run/sft_more/stage.json: no such file"):
         quality_ab.compare(run, run, "sft", stage_b="sft_more")
+
+
+def test_img_plots_the_grpo_sides_curves_and_needs_a_grpo_side(tmp_path):
+    run = fake_run(tmp_path / "run", right=set(range(5)))
+    fake_run(run, right=set(range(15)), stage="grpo")
+    png = tmp_path / "img" / "curves.png"
+    text = quality_ab.main(["--a", str(run), "--b", str(run), "--stage", "sft", "--stage_b", "grpo",
+                            "--resamples", "50", "--img", str(png)])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"Curves: {png}" in text
+    with pytest.raises(quality_ab.ABError, match=r"--img=.*neither 'sft' nor 'sft' is a GRPO stage"):
+        quality_ab.ab(quality_ab.ABFlags(a=str(run), b=str(run), stage="sft", img=str(tmp_path / "x.png")))
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_b_more_is_set_beside_the_time_grpo_trained(tmp_path):
+    run = fake_run(tmp_path / "run", right=set(range(5)), stage="sft_more")
+    fake_run(run, right=set(range(15)), stage="grpo")
+    grpo = json.loads((run / "grpo" / "stage.json").read_text())
+    (run / "grpo" / "stage.json").write_text(json.dumps({**grpo, "timing": {"train_s": 5000.0}}))
+    (run / "sft_more" / "budget.json").write_text(json.dumps(
+        {"steps": 700, "budget_s": 5600.0, "budget_from": "--more_sft_s", "sft_s_per_step": 8.0, "calibration_steps": 30}))
+    text = quality_ab.main(["--a", str(run), "--b", str(run), "--stage", "sft_more", "--stage_b", "grpo",
+                            "--resamples", "50"])
+    assert (f"`{run}`: (b+) trained SFT for a budget of 5600 s (given up front by --more_sft_s); (c)'s first run "
+            "trained 5000 s: budget / (c) = 1.12.") in text
