@@ -164,9 +164,12 @@ def test_parser_on_huge_and_deep_input(name):
     result = parse_completion(text)
     elapsed = time.perf_counter() - start
     well_formed(result)
-    # A valid megabyte graph is real work (25,000 entities to build and check: 0.07 s on a quiet machine, 0.53 s
-    # seen beside CI's other tests): its bound is relative to the same graph a tenth the size, timed here (best
-    # of 3), so a slow or loaded machine slows both. Linear parsing costs 10x that; a quadratic blowup 100x.
+    # A valid megabyte graph is real work (25,000 entities to build and check: 0.07 s on a quiet machine, 0.54 s
+    # seen once beside CI's other tests): its bound is relative to the same graph a tenth the size, and both are
+    # the best of 3, so neither a loaded machine nor one slow call (a garbage collection) decides. Linear parsing
+    # costs 10x the tenth; a quadratic blowup 100x.
+    if name == "1MB valid graph":
+        elapsed = min(elapsed, *(_seconds(parse_completion, text) for _ in range(2)))
     bound = max(0.5, 40 * min(_seconds(parse_completion, TENTH_GRAPH) for _ in range(3))) if name == "1MB valid graph" else 0.5
     assert elapsed < bound, f"{name}: {elapsed:.3f} s (bound {bound:.3f} s)"
     if name in ("1MB think", "deep in think"):
