@@ -8,7 +8,8 @@ sets (t2g.eval.conditions: renamed types, asked subsets, distractor types, empty
     (c)  grpo        (b)'s selected adapter + GRPO with rewards.DEFAULT_WEIGHTS; three seeds:
          grpo_seed2, grpo_seed3   (seed + 1, seed + 2)
     (b+) sft_more    (b)'s selected adapter + more SFT for the wall time (c)'s first run trained: the
-                     honest control, since a GRPO step costs many SFT steps
+                     honest control, since a GRPO step costs many SFT steps (--more_sft_s gives that
+                     time up front, so that (b+) trains beside (c) on another core)
     (d)  grpo_ref    the SAME adapter + GRPO with rewards.REFERENCE_WEIGHTS (same steps and seed as (c))
 
 Model selection: every training stage checkpoints every --select_every steps; each checkpoint is
@@ -166,7 +167,10 @@ def _more(out: Path, stage: str, sizes: Sizes, flags: _Flags) -> dict:
     if stage != "sft_more":
         return {}
     budget = more_sft_steps(out, sizes, flags.seed, flags.dtype, flags.wait_s, flags.more_sft_s)
-    source = "given by --more_sft_s" if budget.get("budget_from") == "--more_sft_s" else "(c)'s GRPO training time"
+    source = "given by --more_sft_s" if budget["budget_from"] == "--more_sft_s" else "(c)'s GRPO training time"
+    if flags.more_sft_s > 0 and budget["budget_s"] != flags.more_sft_s:  # a resumed (b+) keeps the steps it began with
+        print(f"bench: sft_more: --more_sft_s={flags.more_sft_s:g} is not used: {out / 'sft_more' / 'budget.json'} "
+              f"set the budget when this stage began (delete the sft_more folder to start it over)", flush=True)
     print(f"bench: sft_more: {budget['steps']} SFT steps = {budget['budget_s']:.0f} s ({source}) / "
           f"{budget['sft_s_per_step']} s per SFT step (measured on {budget['calibration_steps']} steps)", flush=True)
     return {"more_sft_steps": budget["steps"]}

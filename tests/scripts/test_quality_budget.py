@@ -70,3 +70,20 @@ def test_a_negative_budget_is_refused_by_name(tmp_path):
                           env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=300, cwd=REPO)
     assert proc.returncode == 2 and "--more_sft_s=-5.0" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "sft_more").exists()
+
+
+def test_a_resumed_b_more_keeps_its_budget_and_says_a_new_one_is_not_used(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    import bench_quality
+
+    (tmp_path / "sft_more").mkdir()
+    (tmp_path / "sft_more" / "budget.json").write_text(json.dumps(
+        {"steps": 650, "budget_s": 5600.0, "budget_from": "--more_sft_s", "sft_s_per_step": 8.652, "calibration_steps": 30}))
+    flags = SimpleNamespace(seed=42, dtype="bf16", wait_s=0, more_sft_s=4000.0)
+    assert bench_quality._more(tmp_path, "sft_more", SIZES, flags) == {"more_sft_steps": 650}
+    out = capsys.readouterr().out
+    assert "--more_sft_s=4000 is not used" in out and "650 SFT steps = 5600 s (given by --more_sft_s)" in out
+    same = SimpleNamespace(**{**vars(flags), "more_sft_s": 5600.0})
+    assert bench_quality._more(tmp_path, "sft_more", SIZES, same) == {"more_sft_steps": 650}
+    assert "is not used" not in capsys.readouterr().out
