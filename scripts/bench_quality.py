@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # First: it sets the offline environment before anything heavy is imported.
 from quality_stages import (DATA, FULL, GRPO_ROWS, QUICK, ROWS, BenchError, Sizes, base_stage,  # noqa: E402
                             reference_weights, run_stage, selected_sft, set_threads, train_only, train_stage)
-from quality_budget import more_sft_steps  # noqa: E402
+from quality_budget import SOURCES, more_sft_steps  # noqa: E402
 from quality_render import render  # noqa: E402
 from quality_report import report  # noqa: E402
 import rewards  # noqa: E402  (light)
@@ -167,12 +167,11 @@ def _more(out: Path, stage: str, sizes: Sizes, flags: _Flags) -> dict:
     if stage != "sft_more":
         return {}
     budget = more_sft_steps(out, sizes, flags.seed, flags.dtype, flags.wait_s, flags.more_sft_s)
-    source = "given by --more_sft_s" if budget["budget_from"] == "--more_sft_s" else "(c)'s GRPO training time"
     if flags.more_sft_s > 0 and budget["budget_s"] != flags.more_sft_s:  # a resumed (b+) keeps the steps it began with
         print(f"bench: sft_more: --more_sft_s={flags.more_sft_s:g} is not used: {out / 'sft_more' / 'budget.json'} "
               f"set the budget when this stage began (delete the sft_more folder to start it over)", flush=True)
-    print(f"bench: sft_more: {budget['steps']} SFT steps = {budget['budget_s']:.0f} s ({source}) / "
-          f"{budget['sft_s_per_step']} s per SFT step (measured on {budget['calibration_steps']} steps)", flush=True)
+    print(f"bench: sft_more: {budget['steps']} SFT steps = {budget['budget_s']:.0f} s ({SOURCES[budget['budget_from']]})"
+          f" / {budget['sft_s_per_step']} s per SFT step (measured on {budget['calibration_steps']} steps)", flush=True)
     return {"more_sft_steps": budget["steps"]}
 
 

@@ -15,6 +15,9 @@ from t2g.files import write_json_atomic
 # it (tests, other stages) slowed it.
 CALIBRATION_STEPS = 30  # or (b)'s own step count, when smaller (--quick)
 
+# Where a budget's seconds came from (budget.json's budget_from), in words for the printout and the report.
+SOURCES = {"--more_sft_s": "given up front by --more_sft_s", "grpo": "(c)'s measured GRPO training time"}
+
 
 def more_sft_steps(out: Path, sizes: Sizes, seed: int, dtype: str, wait_s: int, given_s: float = 0.0) -> dict:
     """(b+)'s budget: as many SFT steps as fit into (c)'s first run's training wall time at the seconds per

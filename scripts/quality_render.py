@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from quality_budget import SOURCES
 from quality_report import DIAG_METRICS, PAIRS
 from quality_stages import ROW_LABEL, ROWS, SEEDED_C
 
@@ -122,9 +123,8 @@ def verdict_lines(v: dict) -> list[str]:
 
 def budget_line(check: dict) -> str:
     """(b+)'s training-time budget beside the time (c)'s first run trained (quality_budget.budget_check)."""
-    source = "given up front by --more_sft_s" if check["budget_from"] == "--more_sft_s" else "(c)'s measured time"
-    return (f"(b+) trained SFT for a budget of {check['budget_s']:.0f} s ({source}); (c)'s first run trained "
-            f"{check['grpo_train_s']:.0f} s: budget / (c) = {check['budget_over_grpo']}.")
+    return (f"(b+) trained SFT for a budget of {check['budget_s']:.0f} s ({SOURCES[check['budget_from']]}); "
+            f"(c)'s first run trained {check['grpo_train_s']:.0f} s: budget / (c) = {check['budget_over_grpo']}.")
 
 
 def selection_table(rows: dict) -> list[str]:

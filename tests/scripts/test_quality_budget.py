@@ -83,7 +83,7 @@ def test_a_resumed_b_more_keeps_its_budget_and_says_a_new_one_is_not_used(tmp_pa
     flags = SimpleNamespace(seed=42, dtype="bf16", wait_s=0, more_sft_s=4000.0)
     assert bench_quality._more(tmp_path, "sft_more", SIZES, flags) == {"more_sft_steps": 650}
     out = capsys.readouterr().out
-    assert "--more_sft_s=4000 is not used" in out and "650 SFT steps = 5600 s (given by --more_sft_s)" in out
+    assert "--more_sft_s=4000 is not used" in out and "650 SFT steps = 5600 s (given up front by --more_sft_s)" in out
     same = SimpleNamespace(**{**vars(flags), "more_sft_s": 5600.0})
     assert bench_quality._more(tmp_path, "sft_more", SIZES, same) == {"more_sft_steps": 650}
     assert "is not used" not in capsys.readouterr().out
