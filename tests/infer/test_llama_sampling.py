@@ -194,6 +194,46 @@ def test_first_tokens_follow_the_softmax_and_logprobs_match_teacher_forcing(tiny
         sampler.close()
 
 
+def test_rows_that_outlive_others_move_to_low_streams_and_decode_on_from_the_same_cache(tiny_llm, prompts):
+    """Rows finish at different steps; the ones still going are moved onto streams 0..k-1 and decoded in
+    stream order (one llama.cpp pass), and their tokens' log-probs still match teacher forcing."""
+    from t2g.infer.llama_batched import BatchedSampler
+
+    ids, _ = prompts
+    sampler = BatchedSampler(tiny_llm)
+    decoded: list[list[int]] = []
+    decode = sampler._decode
+
+    def spy(entries, pick):
+        decoded.append([seq for seq, *_ in entries])
+        return decode(entries, pick)
+
+    sampler._decode = spy
+    try:
+        free = sampler.sample(ids, 4, max_new_tokens=12, seed=(7, 1))
+        # stop at tokens that early rows hold, so that rows end at several different steps
+        stops = sorted({row[k] for k, (row, _) in zip((1, 3, 5, 7), free[::3])})
+        decoded.clear()
+        rows = sampler.sample(ids, 4, max_new_tokens=12, seed=(7, 1), stop_ids=stops)
+        lengths = [len(r) for r, _ in rows]
+        assert len(set(lengths)) > 2 and max(lengths) == 12, lengths
+        steps = [seqs for seqs in decoded if len(seqs) < len(rows)][1:]  # after the prefill passes
+        assert steps and all(seqs == list(range(len(seqs))) for seqs in steps), steps
+        assert any(len(a) > len(b) for a, b in zip(steps, steps[1:]))  # rows did finish mid-way
+        for (want, _), (row, _) in zip(free, rows):  # the same draws: each row is the free one cut at a stop
+            end = next((i + 1 for i, t in enumerate(want) if t in stops), len(want))
+            assert row == want[:end]
+        worst = 0.0
+        for k, (row, lps) in enumerate(rows):
+            prompt = ids[k // 4]
+            full = sampler.logits(prompt + row[:-1]).astype(np.float64)[len(prompt) - 1:]
+            ref = full[np.arange(len(row)), row] - np.logaddexp.reduce(full, axis=-1)
+            worst = max(worst, float(np.abs(np.array(lps) - ref).max()))
+        assert worst < 1e-4, worst
+    finally:
+        sampler.close()
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"n": 0}, "completions per prompt"), ({"max_new_tokens": 0}, "never empty"), ({"temperature": 0.0}, "temperature"),
     ({"top_p": 0.0}, "top_p"), ({"min_p": 1.5}, "min_p"), ({"prompts": [[]]}, "empty"),
