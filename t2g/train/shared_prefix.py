@@ -6,7 +6,8 @@ forward and backward are the prompt again. Here the rows of a call that share an
 are packed into one sequence: the prompt once, then every completion as a branch, with explicit
 position ids and a 4D mask in which a branch sees the prompt and its own past only. Gradients of
 all branches meet in the one prompt computation, which is the sum the G rows would give: the
-per-token log-probs, entropies and gradients are TRL's up to float rounding.
+per-token log-probs, entropies and gradients are TRL's up to float rounding. On a CPU each group is a
+forward of its own (no group padded to a longer one's length); elsewhere a call's groups share one.
 
     Trainer = shared_prefix_trainer(GRPOTrainer)       # stock TRL's class only, see below
     trainer = Trainer(model=..., args=..., ...)         # GRPOTrainer's arguments, unchanged
@@ -112,14 +113,15 @@ def attention_mask_4d(segments: torch.Tensor, dtype: torch.dtype | None = None) 
 
 
 def plan_packs(input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
-               batch_size: int | None = None) -> list[Pack] | str:
+               batch_size: int | None = None, group_per_pack: bool = False) -> list[Pack] | str:
     """The packed forwards for TRL's `(prompt | completion)` rows, or why they cannot be packed.
 
     A group packs as `p[:-1]`, then for each completion `[p[-1]] + c[:-1]` at positions P-1..P-2+L:
     the copy of the prompt's last token scores `c[0]`, as that token does in TRL's row. Rows whose
     completion is fully masked score nothing and are left out (zeros, as TRL gives). Groups go to one
     pack while it holds at most `batch_size` of the caller's rows (a larger group goes alone): that is
-    what the caller's chunking bounds.
+    what the caller's chunking bounds. With `group_per_pack`, every group is a forward of its own, so
+    that no group is padded to a longer one's length.
     """
     rows, width = input_ids.shape
     prompt_width = width - logits_to_keep
@@ -143,7 +145,7 @@ def plan_packs(input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_
     limit = batch_size or rows
     chunks: list[list[tuple]] = [[]]
     for prompt, members in groups.items():
-        if chunks[-1] and sum(len(groups[p]) for p in chunks[-1]) + len(members) > limit:
+        if chunks[-1] and (group_per_pack or sum(len(groups[p]) for p in chunks[-1]) + len(members) > limit):
             chunks.append([])
         chunks[-1].append(prompt)
     return [_pack(chunk, groups, ids, prompt_width, completion_lengths, input_ids.device) for chunk in chunks]
@@ -233,7 +235,13 @@ class SharedPrefixMixin:
                                            compute_entropy=False, compute_aux_loss=False, **multimodal):
         mode = "train" if self.model.training else "eval"
         reason = self._shared_prefix_unsupported(model, compute_aux_loss, multimodal)
-        packs = plan_packs(input_ids, attention_mask, logits_to_keep, batch_size) if reason is None else reason
+        # On a CPU a forward costs in proportion to the positions it computes, so a group packed beside a
+        # longer one pays for the padding up to that length (about 10% of the positions of CoNLL04 micro-batches
+        # of two groups, docs/results.md): each group goes alone there. On an accelerator, where one wide
+        # forward is what keeps the device busy, groups share a forward as before (not measured here).
+        per_group = input_ids.device.type == "cpu"
+        packs = (plan_packs(input_ids, attention_mask, logits_to_keep, batch_size, group_per_pack=per_group)
+                 if reason is None else reason)
         if isinstance(packs, str):
             self._shared_prefix_say(f"TRL's computation for this call: {packs}")
             self._shared_prefix_count(mode, input_ids.numel(), input_ids.numel(), fallback=True)

@@ -330,6 +330,27 @@ def test_a_wrong_mask_fails_the_check(tiny_hf, monkeypatch):
     assert r["logp"] > 1e-3 and r["grad_rel"] > 1e-2, r
 
 
+def test_on_a_cpu_each_group_is_a_forward_of_its_own(tiny_hf):
+    """Groups packed together are padded to the longest; on a CPU, where a forward costs what its positions
+    cost, each group goes alone and nothing is padded."""
+    from t2g.train.shared_prefix import PAD, plan_packs
+
+    loaded, trainer = tiny_hf
+    tok = loaded.tokenizer
+    input_ids, mask, keep = grpo_batch(len(tok), tok.pad_token_id, tok.eos_token_id)
+    together = plan_packs(input_ids, mask, keep)
+    alone = plan_packs(input_ids, mask, keep, group_per_pack=True)
+    assert len(together) == 1 and len(alone) == 3  # three prompts of four rows each
+    assert (together[0].segments == PAD).any() and all((p.segments != PAD).all() for p in alone)
+    assert sum(p.input_ids.numel() for p in alone) < together[0].input_ids.numel()
+    metrics = trainer._metrics["train"]
+    metrics.clear()
+    loaded.model.train()
+    with torch.no_grad():
+        trainer._get_per_token_logps_and_entropies(loaded.model, input_ids, mask, keep)
+    assert metrics["shared_prefix/tokens"] == [float(sum(p.input_ids.numel() for p in alone))]
+
+
 def test_counters_and_fallback(tiny_hf):
     loaded, trainer = tiny_hf
     tok = loaded.tokenizer
