@@ -18,6 +18,10 @@ same prompts. The arms:
     all_f32_base      all, llama.cpp sampling from an f32 base whatever the trainer's dtype (before the base
                       followed it: on a CPU with native bf16 the trainer holds its base in bf16)
     all_spares        all of the above
+    all_streams_kept  all, with llama.cpp's rows left on their KV streams as rows finish (before the twenty-first
+                      session: llama.cpp then decodes the rows still going in one pass per run of consecutive streams)
+    all_groups_padded all, with the groups of a micro-batch in one padded forward of the loss (before the
+                      twenty-first session; now each group is a forward of its own on a CPU)
 
 Arms run in a fresh process each (peak memory is the process's), alternating: round 1 runs every arm,
 then round 2 again (seed + 1), so that a machine that slows or speeds up over the run weighs on every
@@ -57,6 +61,10 @@ ARMS = {
     "all_spares": dict(rollout="llama.cpp", shared_prefix="on", dynamic_sampling=2, dynamic_sampling_spares=2,
                        max_completion_length="auto"),
 }
+# Arms that undo one of this session's changes inside `all`, to measure what each gives: applied in the
+# worker by patching the one function that decides it (see `undo`).
+ARMS["all_streams_kept"] = ARMS["all_groups_padded"] = ARMS["all"]
+UNDONE = {"all_streams_kept": "stream compaction", "all_groups_padded": "one forward per group"}
 
 
 @dataclass
@@ -119,12 +127,26 @@ pipeline.sft(pipeline.start(train_config(Path({out!r}) / "run", sizes, {seed}, "
 """
 
 
+def undo(arm: str) -> None:
+    """The behaviour before the change `UNDONE[arm]` names, in this process only."""
+    if arm == "all_streams_kept":
+        from t2g.infer.llama_batched import _BatchedContext
+
+        _BatchedContext._compact = lambda self, stream, going: list(going)  # rows stay where they are
+    elif arm == "all_groups_padded":
+        from t2g.train import shared_prefix
+
+        plan = shared_prefix.plan_packs
+        shared_prefix.plan_packs = lambda *args, group_per_pack=False, **kwargs: plan(*args, **kwargs)
+
+
 def worker(out: str, arm: str, steps: int, threads: int, seed: int, sft: str) -> None:
     """One arm's GRPO run from the SFT adapter; writes <out>/result.json."""
     from bench_grpo_overhead import step_timer
     from quality_stages import FULL, set_threads, train_config
 
     set_threads(threads, 0)
+    undo(arm)
     from transformers import TrainerCallback
 
     from t2g.files import write_json_atomic
