@@ -10,7 +10,7 @@ lowest KV streams and decoded in stream order (`_compact`): with one KV stream p
 computes a batch in one pass only while its sequence ids are consecutive and ascending, and splits it
 into a pass per run otherwise (8 rows on streams 1, 3, ..., 15 took 116 ms a step on SmolLM2, eight
 passes of one row; on streams 0-7, 39 ms), so a batch whose rows finish at different times would decode
-its tail a row at a time.
+its tail in as many passes as it has runs of consecutive streams.
 
 `BatchedGreedy`: plain greedy decoding, the same tokens as `Llama.create_chat_completion(temperature=0)`
 except where two tokens are nearly tied and the other float summation order of a batched step flips the
