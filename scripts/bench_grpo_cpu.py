@@ -61,10 +61,8 @@ ARMS = {
     "all_spares": dict(rollout="llama.cpp", shared_prefix="on", dynamic_sampling=2, dynamic_sampling_spares=2,
                        max_completion_length="auto"),
 }
-# Arms that undo one of this session's changes inside `all`, to measure what each gives: applied in the
-# worker by patching the one function that decides it (see `undo`).
+# `all` with one of the twenty-first session's changes undone, to measure what each gives (`undo`).
 ARMS["all_streams_kept"] = ARMS["all_groups_padded"] = ARMS["all"]
-UNDONE = {"all_streams_kept": "stream compaction", "all_groups_padded": "one forward per group"}
 
 
 @dataclass
@@ -128,7 +126,8 @@ pipeline.sft(pipeline.start(train_config(Path({out!r}) / "run", sizes, {seed}, "
 
 
 def undo(arm: str) -> None:
-    """The behaviour before the change `UNDONE[arm]` names, in this process only."""
+    """For the arms that undo a change, the earlier behaviour, by patching the one function that decides it
+    (in this arm's process only)."""
     if arm == "all_streams_kept":
         from t2g.infer.llama_batched import _BatchedContext
 

@@ -236,8 +236,8 @@ class SharedPrefixMixin:
         mode = "train" if self.model.training else "eval"
         reason = self._shared_prefix_unsupported(model, compute_aux_loss, multimodal)
         # On a CPU a forward costs in proportion to the positions it computes, so a group packed beside a
-        # longer one pays for the padding up to that length (about 10% of the positions of CoNLL04 micro-batches
-        # of two groups, docs/results.md): each group goes alone there. On an accelerator, where one wide
+        # longer one pays for the padding up to that length (9% of the positions of the CoNLL04 micro-batches
+        # of two groups in docs/results.md): each group goes alone there. On an accelerator, where one wide
         # forward is what keeps the device busy, groups share a forward as before (not measured here).
         per_group = input_ids.device.type == "cpu"
         packs = (plan_packs(input_ids, attention_mask, logits_to_keep, batch_size, group_per_pack=per_group)
