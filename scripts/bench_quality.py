@@ -86,6 +86,9 @@ class _Flags:
                                   "grpo on another core (e.g. (c)'s steps x the seconds a step took in an earlier "
                                   "run); 0: the time grpo's first run measured, which waits for it. The report sets "
                                   "the budget beside the time grpo did train")
+    more_sft_steps: int = flag(0, "sft_more trains this many SFT steps instead of a time budget (not then a control "
+                                  "for (c)): SFT continued to convergence, whose sft_more folder a later --out uses "
+                                  "as its sft (docs/results.md); 0: the time budget of --more_sft_s")
 
 
 # Every size is a flag too, overriding the full run's (or --quick's) value: one list, Sizes.
@@ -116,6 +119,9 @@ def bench(flags: _Flags, command_line: bool) -> dict:
         raise BenchError(f"--stages is empty: give some of {','.join(ROWS)}")
     if flags.more_sft_s < 0:
         raise BenchError(f"--more_sft_s={flags.more_sft_s}: give seconds > 0, or 0 for the time grpo trained")
+    if flags.more_sft_steps < 0 or (flags.more_sft_steps and flags.more_sft_s):
+        raise BenchError(f"--more_sft_steps={flags.more_sft_steps}: give steps > 0 without --more_sft_s (a budget is "
+                         f"a time or a step count), or 0 for a time budget")
     if flags.train_only and "base" in stages:
         raise BenchError("--train_only: the base row has no training; leave it out of --stages")
     for stage in stages:
@@ -166,12 +172,18 @@ def c_weights(sizes: Sizes) -> dict[str, float]:
 def _more(out: Path, stage: str, sizes: Sizes, flags: _Flags) -> dict:
     if stage != "sft_more":
         return {}
-    budget = more_sft_steps(out, sizes, flags.seed, flags.dtype, flags.wait_s, flags.more_sft_s)
-    if flags.more_sft_s > 0 and budget["budget_s"] != flags.more_sft_s:  # a resumed (b+) keeps the steps it began with
-        print(f"bench: sft_more: --more_sft_s={flags.more_sft_s:g} is not used: {out / 'sft_more' / 'budget.json'} "
+    steps_given = flags.more_sft_steps
+    budget = more_sft_steps(out, sizes, flags.seed, flags.dtype, flags.wait_s, flags.more_sft_s, steps_given)
+    given = (f"--more_sft_s={flags.more_sft_s:g}" if flags.more_sft_s > 0 and budget["budget_s"] != flags.more_sft_s
+             else f"--more_sft_steps={steps_given}" if steps_given and budget["steps"] != steps_given else None)
+    if given:  # a resumed (b+) keeps the steps it began with
+        print(f"bench: sft_more: {given} is not used: {out / 'sft_more' / 'budget.json'} "
               f"set the budget when this stage began (delete the sft_more folder to start it over)", flush=True)
-    print(f"bench: sft_more: {budget['steps']} SFT steps = {budget['budget_s']:.0f} s ({SOURCES[budget['budget_from']]})"
-          f" / {budget['sft_s_per_step']} s per SFT step (measured on {budget['calibration_steps']} steps)", flush=True)
+    if budget["budget_s"] is None:
+        print(f"bench: sft_more: {budget['steps']} SFT steps ({SOURCES[budget['budget_from']]})", flush=True)
+    else:
+        print(f"bench: sft_more: {budget['steps']} SFT steps = {budget['budget_s']:.0f} s ({SOURCES[budget['budget_from']]})"
+              f" / {budget['sft_s_per_step']} s per SFT step (measured on {budget['calibration_steps']} steps)", flush=True)
     return {"more_sft_steps": budget["steps"]}
 
 

@@ -123,6 +123,9 @@ def verdict_lines(v: dict) -> list[str]:
 
 def budget_line(check: dict) -> str:
     """(b+)'s training-time budget beside the time (c)'s first run trained (quality_budget.budget_check)."""
+    if check["budget_s"] is None:  # --more_sft_steps: a step count, so no time to set beside (c)'s
+        return (f"(b+) trained {check['steps']} SFT steps ({SOURCES[check['budget_from']]}): not (c)'s time-matched "
+                f"control; (c)'s first run trained {check['grpo_train_s']:.0f} s.")
     return (f"(b+) trained SFT for a budget of {check['budget_s']:.0f} s ({SOURCES[check['budget_from']]}); "
             f"(c)'s first run trained {check['grpo_train_s']:.0f} s: budget / (c) = {check['budget_over_grpo']}.")
 

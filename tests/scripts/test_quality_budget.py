@@ -41,7 +41,8 @@ def test_a_budget_given_up_front_needs_no_finished_grpo_stage(tmp_path, calibrat
     assert quality_budget.more_sft_steps(tmp_path, SIZES, 42, "bf16", wait_s=0, given_s=999.0) == budget
     assert calibrated == [quality_budget.CALIBRATION_STEPS]
     check = quality_budget.budget_check(tmp_path, {"timing": {"train_s": 202.0}})
-    assert check == {"budget_s": 101.0, "budget_from": "--more_sft_s", "grpo_train_s": 202.0, "budget_over_grpo": 0.5}
+    assert check == {"budget_s": 101.0, "budget_from": "--more_sft_s", "grpo_train_s": 202.0, "budget_over_grpo": 0.5,
+                     "steps": 45}
     assert "given up front by --more_sft_s" in budget_line(check) and "budget / (c) = 0.5" in budget_line(check)
 
 
@@ -80,10 +81,37 @@ def test_a_resumed_b_more_keeps_its_budget_and_says_a_new_one_is_not_used(tmp_pa
     (tmp_path / "sft_more").mkdir()
     (tmp_path / "sft_more" / "budget.json").write_text(json.dumps(
         {"steps": 650, "budget_s": 5600.0, "budget_from": "--more_sft_s", "sft_s_per_step": 8.652, "calibration_steps": 30}))
-    flags = SimpleNamespace(seed=42, dtype="bf16", wait_s=0, more_sft_s=4000.0)
+    flags = SimpleNamespace(seed=42, dtype="bf16", wait_s=0, more_sft_s=4000.0, more_sft_steps=0)
     assert bench_quality._more(tmp_path, "sft_more", SIZES, flags) == {"more_sft_steps": 650}
     out = capsys.readouterr().out
     assert "--more_sft_s=4000 is not used" in out and "650 SFT steps = 5600 s (given up front by --more_sft_s)" in out
     same = SimpleNamespace(**{**vars(flags), "more_sft_s": 5600.0})
     assert bench_quality._more(tmp_path, "sft_more", SIZES, same) == {"more_sft_steps": 650}
     assert "is not used" not in capsys.readouterr().out
+
+
+def test_a_step_count_given_up_front_measures_nothing_and_is_no_time_matched_control(tmp_path, calibrated, capsys):
+    from types import SimpleNamespace
+
+    import bench_quality
+
+    flags = SimpleNamespace(seed=42, dtype="bf16", wait_s=0, more_sft_s=0.0, more_sft_steps=390)
+    assert bench_quality._more(tmp_path, "sft_more", SIZES, flags) == {"more_sft_steps": 390}
+    assert calibrated == []  # no SFT step timed, no grpo stage waited for
+    assert "390 SFT steps (a step count given by --more_sft_steps, not a time)" in capsys.readouterr().out
+    # a resumed stage keeps its count and says that a new one is not used
+    assert bench_quality._more(tmp_path, "sft_more", SIZES, SimpleNamespace(**{**vars(flags), "more_sft_steps": 500})) \
+        == {"more_sft_steps": 390}
+    assert "--more_sft_steps=500 is not used" in capsys.readouterr().out
+    check = quality_budget.budget_check(tmp_path, {"timing": {"train_s": 202.0}})
+    assert check["budget_s"] is None and check["budget_over_grpo"] is None and check["steps"] == 390
+    assert "not (c)'s time-matched control" in budget_line(check) and "budget / (c)" not in budget_line(check)
+
+
+@pytest.mark.parametrize("flags", [["--more_sft_steps=-1"], ["--more_sft_steps=390", "--more_sft_s=100"]])
+def test_a_step_count_that_is_negative_or_beside_a_time_is_refused_by_name(tmp_path, flags):
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_quality.py"), "--quick", f"--out={tmp_path}",
+                           "--stages=sft_more", *flags], capture_output=True, text=True,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=300, cwd=REPO)
+    assert proc.returncode == 2 and "--more_sft_steps=" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "sft_more").exists()
