@@ -86,8 +86,8 @@ class _Flags:
                                   "grpo on another core (e.g. (c)'s steps x the seconds a step took in an earlier "
                                   "run); 0: the time grpo's first run measured, which waits for it. The report sets "
                                   "the budget beside the time grpo did train")
-    more_sft_steps: int = flag(0, "sft_more trains this many SFT steps instead of a time budget (not then a control "
-                                  "for (c)): SFT continued to convergence, whose sft_more folder a later --out uses "
+    more_sft_steps: int = flag(0, "sft_more trains this many SFT steps instead of for a time, and is then no control "
+                                  "for (c): SFT continued to convergence, whose sft_more folder a later --out uses "
                                   "as its sft (docs/results.md); 0: the time budget of --more_sft_s")
 
 
@@ -172,13 +172,12 @@ def c_weights(sizes: Sizes) -> dict[str, float]:
 def _more(out: Path, stage: str, sizes: Sizes, flags: _Flags) -> dict:
     if stage != "sft_more":
         return {}
-    steps_given = flags.more_sft_steps
-    budget = more_sft_steps(out, sizes, flags.seed, flags.dtype, flags.wait_s, flags.more_sft_s, steps_given)
-    given = (f"--more_sft_s={flags.more_sft_s:g}" if flags.more_sft_s > 0 and budget["budget_s"] != flags.more_sft_s
-             else f"--more_sft_steps={steps_given}" if steps_given and budget["steps"] != steps_given else None)
-    if given:  # a resumed (b+) keeps the steps it began with
-        print(f"bench: sft_more: {given} is not used: {out / 'sft_more' / 'budget.json'} "
-              f"set the budget when this stage began (delete the sft_more folder to start it over)", flush=True)
+    budget = more_sft_steps(out, sizes, flags.seed, flags.dtype, flags.wait_s, flags.more_sft_s, flags.more_sft_steps)
+    for name, asked, kept in (("--more_sft_s", flags.more_sft_s, budget["budget_s"]),
+                              ("--more_sft_steps", flags.more_sft_steps, budget["steps"])):
+        if asked and asked != kept:  # a resumed (b+) keeps the budget it began with
+            print(f"bench: sft_more: {name}={asked:g} is not used: {out / 'sft_more' / 'budget.json'} "
+                  f"set the budget when this stage began (delete the sft_more folder to start it over)", flush=True)
     if budget["budget_s"] is None:
         print(f"bench: sft_more: {budget['steps']} SFT steps ({SOURCES[budget['budget_from']]})", flush=True)
     else:
